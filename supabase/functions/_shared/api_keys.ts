@@ -1,0 +1,49 @@
+/**
+ * API key matching in constant time. Both sides are hashed with SHA-256 first,
+ * so neither the content nor the length of a configured key leaks through
+ * timing; configured keys are hashed once.
+ */
+
+const encoder = new TextEncoder();
+
+async function digest(value: string): Promise<Uint8Array> {
+  return new Uint8Array(await crypto.subtle.digest("SHA-256", encoder.encode(value)));
+}
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  let diff = a.length ^ b.length;
+  for (let i = 0; i < a.length; i++) diff |= a[i]! ^ (b[i] ?? 0);
+  return diff === 0;
+}
+
+/** A named set of keys (e.g. `{ default, cron }`) that can be matched against a presented key. */
+export class ApiKeySet {
+  readonly #digests: Promise<[string, Uint8Array][]>;
+
+  constructor(readonly keys: Record<string, string>) {
+    this.#digests = Promise.all(
+      Object.entries(keys).map(async ([name, key]) =>
+        [name, await digest(key)] as [string, Uint8Array]
+      ),
+    );
+  }
+
+  /** Names of the configured keys. */
+  get names(): string[] {
+    return Object.keys(this.keys);
+  }
+
+  /**
+   * The name of the key equal to `presented`, restricted to `name` (or any key
+   * with `*`); null when none matches. Every candidate is compared, match or not.
+   */
+  async match(presented: string, name: string | "*"): Promise<string | null> {
+    const wanted = await digest(presented);
+    let found: string | null = null;
+    for (const [keyName, keyDigest] of await this.#digests) {
+      const eligible = name === "*" || keyName === name;
+      if (equalBytes(wanted, keyDigest) && eligible && found === null) found = keyName;
+    }
+    return found;
+  }
+}

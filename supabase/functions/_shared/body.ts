@@ -1,0 +1,88 @@
+/**
+ * Request bodies: content-type check, a size limit enforced while reading (a
+ * lying or absent Content-Length cannot get past it), and JSON parsing with
+ * precise 4xx errors.
+ */
+import { HttpError } from "./errors.ts";
+
+/** Default body limit: 1 MiB. */
+export const DEFAULT_BODY_LIMIT = 1024 * 1024;
+
+const tooLarge = (limit: number) =>
+  new HttpError({
+    status: 413,
+    code: "body_too_large",
+    detail: `The request body exceeds ${limit} bytes.`,
+  });
+
+/** True for `application/json` and `application/*+json`, any parameters. */
+export function isJsonContentType(value: string | null): boolean {
+  if (!value) return false;
+  const type = value.split(";", 1)[0]!.trim().toLowerCase();
+  return type === "application/json" || (type.startsWith("application/") && type.endsWith("+json"));
+}
+
+/** Reads at most `limit` bytes of the body; throws 413 as soon as it grows past it. */
+export async function readBodyBytes(req: Request, limit: number): Promise<Uint8Array> {
+  const declared = req.headers.get("content-length");
+  if (declared !== null && Number(declared) > limit) throw tooLarge(limit);
+  if (!req.body) return new Uint8Array(0);
+  const reader = req.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  try {
+    while (true) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      size += value.byteLength;
+      if (size > limit) {
+        reader.cancel().catch(() => {});
+        throw tooLarge(limit);
+      }
+      chunks.push(value);
+    }
+  } finally {
+    reader.releaseLock();
+  }
+  if (chunks.length === 1) return chunks[0]!;
+  const out = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return out;
+}
+
+const decoder = new TextDecoder("utf-8", { fatal: true });
+
+/** Reads and parses a JSON body: 415 wrong type, 413 too large, 400 malformed. */
+export async function readJsonBody(req: Request, limit = DEFAULT_BODY_LIMIT): Promise<unknown> {
+  if (!isJsonContentType(req.headers.get("content-type"))) {
+    throw new HttpError({
+      status: 415,
+      code: "unsupported_media_type",
+      detail: "Send the body as application/json.",
+      headers: { "accept-post": "application/json" },
+    });
+  }
+  const bytes = await readBodyBytes(req, limit);
+  let text: string;
+  try {
+    text = decoder.decode(bytes);
+  } catch {
+    throw new HttpError({ status: 400, code: "malformed_body", detail: "The body is not UTF-8." });
+  }
+  if (text.trim() === "") {
+    throw new HttpError({ status: 400, code: "malformed_json", detail: "The body is empty." });
+  }
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new HttpError({
+      status: 400,
+      code: "malformed_json",
+      detail: `The body is not valid JSON: ${(error as Error).message}`,
+    });
+  }
+}

@@ -1,0 +1,118 @@
+/**
+ * Postgres access for functions: one small postgres.js pool per isolate,
+ * loaded on first use (postgres.js costs tens of ms of cold start), and
+ * `asUser`, which runs a transaction as the caller so RLS scopes the rows.
+ */
+import type { Sql, TransactionSql } from "npm:postgres@3";
+import type { AuthContext } from "./auth.ts";
+import { HttpError } from "./errors.ts";
+
+export type { Sql, TransactionSql };
+
+/** Options of {@link createDatabase}. */
+export interface DatabaseOptions {
+  /** Connections per isolate; isolates are many, so keep it small. */
+  max?: number;
+  idleTimeoutSeconds?: number;
+  connectTimeoutSeconds?: number;
+}
+
+/** A lazily connected database handle. */
+export interface Database {
+  /** The postgres.js client (created on first call). */
+  sql(): Promise<Sql>;
+  /**
+   * Runs `fn` in a transaction as the caller: `role` and `request.jwt.claims`
+   * are set locally, exactly as PostgREST does, so policies using `auth.uid()` apply.
+   */
+  asUser<T>(auth: AuthContext, fn: (tx: TransactionSql) => Promise<T>): Promise<T>;
+  /** Closes the pool (tests, shutdown). */
+  close(): Promise<void>;
+}
+
+const USER_ROLES = new Set(["anon", "authenticated"]);
+
+/** True for errors that mean "the database cannot be reached", not "the query is wrong". */
+export function isConnectionError(error: unknown): boolean {
+  const code = (error as { code?: string } | null)?.code ?? "";
+  return [
+    "ECONNREFUSED",
+    "ECONNRESET",
+    "ETIMEDOUT",
+    "CONNECT_TIMEOUT",
+    "CONNECTION_CLOSED",
+    "CONNECTION_ENDED",
+    "CONNECTION_DESTROYED",
+    "57P01", // admin_shutdown
+    "57P03", // cannot_connect_now
+    "53300", // too_many_connections
+  ].includes(code) || error instanceof Deno.errors.ConnectionRefused;
+}
+
+/** Maps a connection failure to 503 with Retry-After; other errors pass through. */
+export function databaseError(error: unknown): unknown {
+  if (!isConnectionError(error)) return error;
+  return new HttpError({
+    status: 503,
+    code: "database_unavailable",
+    detail: "The database is unavailable; try again shortly.",
+    headers: { "retry-after": "5" },
+    cause: error,
+  });
+}
+
+/** Creates a handle for `url` (null: every use answers 503 `database_not_configured`). */
+export function createDatabase(url: string | null, options: DatabaseOptions = {}): Database {
+  let client: Promise<Sql> | null = null;
+  const sql = () => {
+    if (!url) {
+      return Promise.reject(
+        new HttpError({
+          status: 503,
+          code: "database_not_configured",
+          detail: "No database is configured for this function.",
+          expose: false,
+        }),
+      );
+    }
+    client ??= import("npm:postgres@3").then(({ default: postgres }) =>
+      postgres(url, {
+        max: options.max ?? 3,
+        idle_timeout: options.idleTimeoutSeconds ?? 20,
+        connect_timeout: options.connectTimeoutSeconds ?? 5,
+        // Supavisor's transaction mode (port 6543) cannot hold prepared statements.
+        prepare: !/:6543\//.test(url),
+        onnotice: () => {},
+      })
+    );
+    return client;
+  };
+  return {
+    sql,
+    async asUser<T>(auth: AuthContext, fn: (tx: TransactionSql) => Promise<T>): Promise<T> {
+      const role = auth.mode === "user" ? (auth.role ?? "authenticated") : "anon";
+      if (!USER_ROLES.has(role)) {
+        throw new HttpError({
+          status: 403,
+          code: "forbidden_role",
+          detail: `Role ${role} cannot query as a user.`,
+        });
+      }
+      const claims = JSON.stringify(auth.claims ?? { role });
+      try {
+        const db = await sql();
+        return await db.begin(async (tx) => {
+          await tx`select set_config('role', ${role}, true),
+                          set_config('request.jwt.claims', ${claims}, true)`;
+          return await fn(tx);
+        }) as T;
+      } catch (error) {
+        throw databaseError(error);
+      }
+    },
+    async close() {
+      if (client) await (await client).end({ timeout: 5 });
+      client = null;
+    },
+  };
+}

@@ -1,0 +1,130 @@
+/**
+ * The verification keys of user JWTs: an inline JWKS, or a remote one that is
+ * cached, refreshed after `maxAgeMs`, and refetched on an unknown `kid` at most
+ * once per `cooldownMs` (so a flood of forged kids cannot hammer the auth server).
+ */
+import { importJWK, type JWK } from "npm:jose@6";
+import { HttpError } from "./errors.ts";
+
+/** Algorithms accepted from a JWKS; HS256 is handled separately (legacy secret). */
+export const ASYMMETRIC_ALGS = new Set(["ES256", "RS256"]);
+
+/** Options of {@link JwksKeyStore}. */
+export interface JwksOptions {
+  inline?: { keys: Record<string, unknown>[] } | null;
+  url?: URL | null;
+  fetch?: typeof fetch;
+  now?: () => number;
+  cooldownMs?: number;
+  maxAgeMs?: number;
+  timeoutMs?: number;
+}
+
+type KeyEntry = { alg: string; key: CryptoKey; fingerprint: string };
+
+/** Resolves `kid` to an imported public key. */
+export class JwksKeyStore {
+  #keys = new Map<string, KeyEntry>();
+  #loadedAt = -Infinity;
+  #lastFetch = -Infinity;
+  #inflight: Promise<void> | null = null;
+  #ready: Promise<void> | null = null;
+  readonly #opts: Required<Omit<JwksOptions, "inline" | "url">> & JwksOptions;
+
+  constructor(options: JwksOptions) {
+    this.#opts = {
+      fetch: globalThis.fetch.bind(globalThis),
+      now: Date.now,
+      cooldownMs: 30_000,
+      maxAgeMs: 600_000,
+      timeoutMs: 5_000,
+      ...options,
+    };
+    if (options.inline) this.#ready = this.#install(options.inline.keys);
+  }
+
+  /** True when this store can verify anything at all. */
+  get configured(): boolean {
+    return Boolean(this.#opts.inline || this.#opts.url);
+  }
+
+  /** The key currently bound to `kid`, without any I/O (used to validate cache hits). */
+  current(kid: string): CryptoKey | undefined {
+    return this.#keys.get(kid)?.key;
+  }
+
+  /**
+   * The key for `kid` and `alg`, fetching the remote set when it is stale or the
+   * kid is unknown (subject to the cooldown). Undefined when no such key exists.
+   */
+  async get(kid: string, alg: string): Promise<CryptoKey | undefined> {
+    if (this.#ready) await this.#ready;
+    const now = this.#opts.now();
+    if (this.#opts.url) {
+      const stale = now - this.#loadedAt > this.#opts.maxAgeMs;
+      const unknown = !this.#keys.has(kid) && now - this.#lastFetch > this.#opts.cooldownMs;
+      if (stale || unknown) await this.#refresh(stale && this.#keys.size === 0);
+    }
+    const entry = this.#keys.get(kid);
+    return entry && entry.alg === alg ? entry.key : undefined;
+  }
+
+  #refresh(mustSucceed: boolean): Promise<void> {
+    this.#inflight ??= this.#fetchKeys().finally(() => (this.#inflight = null));
+    return this.#inflight.catch((error) => {
+      // With keys in hand we keep verifying against them; with none, callers get 503.
+      if (mustSucceed || this.#keys.size === 0) {
+        throw new HttpError({
+          status: 503,
+          code: "jwks_unavailable",
+          detail: "The signing keys could not be loaded; try again shortly.",
+          headers: { "retry-after": "5" },
+          cause: error,
+        });
+      }
+    });
+  }
+
+  async #fetchKeys(): Promise<void> {
+    this.#lastFetch = this.#opts.now();
+    const res = await this.#opts.fetch(this.#opts.url!, {
+      headers: { accept: "application/json" },
+      signal: AbortSignal.timeout(this.#opts.timeoutMs),
+    });
+    if (!res.ok) throw new Error(`JWKS fetch answered ${res.status}`);
+    const body = await res.json() as { keys?: unknown };
+    if (!Array.isArray(body.keys)) throw new Error("JWKS response has no keys array");
+    await this.#install(body.keys as Record<string, unknown>[]);
+    this.#loadedAt = this.#opts.now();
+  }
+
+  async #install(jwks: Record<string, unknown>[]): Promise<void> {
+    const next = new Map<string, KeyEntry>();
+    for (const jwk of jwks) {
+      const kid = typeof jwk.kid === "string" ? jwk.kid : null;
+      const alg = typeof jwk.alg === "string" ? jwk.alg : inferAlg(jwk);
+      if (!kid || !alg || !ASYMMETRIC_ALGS.has(alg)) continue;
+      if (jwk.use !== undefined && jwk.use !== "sig") continue;
+      // Re-use the imported key when unchanged so cached verifications stay valid.
+      const fingerprint = JSON.stringify([jwk.kty, jwk.crv, jwk.x, jwk.y, jwk.n, jwk.e]);
+      const previous = this.#keys.get(kid);
+      if (previous && previous.alg === alg && previous.fingerprint === fingerprint) {
+        next.set(kid, previous);
+        continue;
+      }
+      try {
+        const key = await importJWK({ ...(jwk as JWK), alg }, alg);
+        if (key instanceof CryptoKey) next.set(kid, { alg, key, fingerprint });
+      } catch {
+        // A malformed key in the set must not disable the others.
+      }
+    }
+    this.#keys = next;
+  }
+}
+
+function inferAlg(jwk: Record<string, unknown>): string | null {
+  if (jwk.kty === "EC" && jwk.crv === "P-256") return "ES256";
+  if (jwk.kty === "RSA") return "RS256";
+  return null;
+}

@@ -1,0 +1,19 @@
+/**
+ * The shared module's public surface: import from here in functions.
+ *
+ * @example
+ * import { action, defineFunction, HttpError } from "../_shared/mod.ts";
+ */
+export {
+  defineFunction,
+  type EdgeFunction,
+  type FunctionDeps,
+  type FunctionSpec,
+} from "./function.ts";
+export { action, type HandlerContext, type RateLimitPolicy, route } from "./router.ts";
+export { type AuthContext, type AuthMode } from "./auth.ts";
+export { HttpError } from "./errors.ts";
+export { type Env, readEnv } from "./env.ts";
+export { createDatabase, type Database } from "./db.ts";
+export { createLogger, type Logger } from "./log.ts";
+export { type CheckResult, type ReadinessCheck } from "./health.ts";

@@ -1,0 +1,62 @@
+/**
+ * `api`: the example function. Action routing (POST {"action","payload"}):
+ * - `echo`       (user or publishable key) returns the message it was sent;
+ * - `whoami`     (user) returns who the caller is;
+ * - `notes.create` / `notes.list` (user) run as the caller under RLS.
+ */
+import { z } from "npm:zod@4";
+import { action, defineFunction, type FunctionSpec } from "../_shared/mod.ts";
+
+const noteRow = (r: { id: string | number; body: string; created_at: Date }) => ({
+  id: Number(r.id),
+  body: r.body,
+  createdAt: r.created_at.toISOString(),
+});
+
+/** The spec, exported so tests can build the function with their own env. */
+export const apiSpec: FunctionSpec = {
+  name: "api",
+  auth: "user",
+  actions: {
+    echo: action({
+      auth: ["user", "publishable"],
+      input: z.object({ message: z.string().min(1).max(1000) }),
+      handler: ({ message }) => ({ message }),
+    }),
+
+    whoami: action({
+      input: z.object({}),
+      handler: (_input, { auth }) => ({
+        sub: auth.sub,
+        role: auth.role,
+        email: auth.email,
+        authMode: auth.mode,
+      }),
+    }),
+
+    "notes.create": action({
+      input: z.object({ body: z.string().trim().min(1).max(10_000) }),
+      handler: ({ body }, { auth, db }) =>
+        db.asUser(auth, async (tx) => {
+          const [row] = await tx`
+            insert into public.notes (body) values (${body})
+            returning id, body, created_at`;
+          return noteRow(row as Parameters<typeof noteRow>[0]);
+        }),
+    }),
+
+    "notes.list": action({
+      input: z.object({ limit: z.number().int().min(1).max(100).default(20) }),
+      handler: ({ limit }, { auth, db }) =>
+        db.asUser(auth, async (tx) => {
+          // No WHERE on user_id: row-level security returns only the caller's notes.
+          const rows = await tx`
+            select id, body, created_at from public.notes
+            order by created_at desc, id desc limit ${limit}`;
+          return rows.map((r) => noteRow(r as Parameters<typeof noteRow>[0]));
+        }),
+    }),
+  },
+};
+
+export default defineFunction(apiSpec);

@@ -1,0 +1,239 @@
+/**
+ * The `api` function end to end: real HTTP on loopback, real JWTs, real Postgres.
+ * Every bad input gets the right status and a problem+json body with CORS headers.
+ */
+import assert from "node:assert/strict";
+import { defineFunction } from "../supabase/functions/_shared/function.ts";
+import { readEnv } from "../supabase/functions/_shared/env.ts";
+import { freshDatabase } from "./_harness/database.ts";
+import { makeProject, signToken, unsecuredToken } from "./_harness/keys.ts";
+import { serve } from "./_harness/server.ts";
+import { apiSpec } from "../supabase/functions/api/index.ts";
+
+const ORIGIN = "https://app.example.com";
+
+function startApi(env: Record<string, string>) {
+  return defineFunction(apiSpec, { env: readEnv((k) => env[k]) });
+}
+
+async function problem(res: Response) {
+  assert.equal(res.headers.get("content-type"), "application/problem+json");
+  assert.equal(res.headers.get("access-control-allow-origin"), ORIGIN);
+  assert.ok(res.headers.get("x-request-id"));
+  const body = await res.json();
+  assert.equal(body.status, res.status);
+  assert.equal(typeof body.code, "string");
+  assert.equal(typeof body.title, "string");
+  assert.equal(typeof body.detail, "string");
+  assert.equal(body.requestId, res.headers.get("x-request-id"));
+  assert.ok(body.type.endsWith(body.code));
+  return body;
+}
+
+Deno.test("api over HTTP: happy paths, RLS, and every bad input", async (t) => {
+  await using db = await freshDatabase();
+  const project = await makeProject({ ALLOWED_ORIGINS: ORIGIN, SUPABASE_DB_URL: db.url });
+  const fn = startApi(project.env);
+  await using server = serve(fn.fetch);
+  const url = `${server.url}/functions/v1/api`;
+  const alice = await signToken(project.es256, { sub: crypto.randomUUID(), email: "a@x.dev" });
+  const bob = await signToken(project.rs256, { sub: crypto.randomUUID(), email: "b@x.dev" });
+
+  const call = (body: unknown, headers: Record<string, string> = {}, init: RequestInit = {}) =>
+    fetch(url, {
+      method: "POST",
+      headers: { "content-type": "application/json", origin: ORIGIN, ...headers },
+      body: typeof body === "string" ? body : JSON.stringify(body),
+      ...init,
+    });
+  const asAlice = { authorization: `Bearer ${alice}` };
+
+  await t.step("echo with a user JWT", async () => {
+    const res = await call({ action: "echo", payload: { message: "hi" } }, asAlice);
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get("access-control-allow-origin"), ORIGIN);
+    assert.deepEqual(await res.json(), { data: { message: "hi" } });
+  });
+
+  await t.step("echo with the publishable key", async () => {
+    const res = await call({ action: "echo", payload: { message: "hi" } }, {
+      apikey: project.publishable,
+    });
+    assert.equal(res.status, 200);
+    assert.deepEqual(await res.json(), { data: { message: "hi" } });
+  });
+
+  await t.step("whoami returns sub, role, email and mode", async () => {
+    const res = await call({ action: "whoami" }, { authorization: `Bearer ${bob}` });
+    const { data } = await res.json();
+    assert.equal(data.email, "b@x.dev");
+    assert.equal(data.role, "authenticated");
+    assert.equal(data.authMode, "user");
+    assert.match(data.sub, /^[0-9a-f-]{36}$/);
+  });
+
+  await t.step("whoami refuses the publishable key (403)", async () => {
+    const res = await call({ action: "whoami" }, { apikey: project.publishable });
+    assert.equal(res.status, 403);
+    assert.equal((await problem(res)).code, "forbidden_credential");
+  });
+
+  await t.step("notes are scoped by RLS to their owner", async () => {
+    for (const body of ["one", "two"]) {
+      const res = await call({ action: "notes.create", payload: { body } }, asAlice);
+      assert.equal(res.status, 200);
+      await res.body?.cancel();
+    }
+    const mine = await (await call({ action: "notes.list", payload: {} }, asAlice)).json();
+    assert.deepEqual(mine.data.map((n: { body: string }) => n.body), ["two", "one"]);
+    const theirs = await (await call({ action: "notes.list", payload: {} }, {
+      authorization: `Bearer ${bob}`,
+    })).json();
+    assert.deepEqual(theirs.data, []);
+    const [count] = await db.sql`select count(*)::int as n from public.notes`;
+    assert.equal(count!.n, 2);
+  });
+
+  await t.step("preflight: allowed origin 204, disallowed 403 without ACAO", async () => {
+    const ok = await fetch(url, {
+      method: "OPTIONS",
+      headers: {
+        origin: ORIGIN,
+        "access-control-request-method": "POST",
+        "access-control-request-headers": "authorization, x-client-info, apikey, content-type",
+      },
+    });
+    assert.equal(ok.status, 204);
+    assert.equal(ok.headers.get("access-control-allow-origin"), ORIGIN);
+    assert.match(ok.headers.get("access-control-allow-headers")!, /x-client-info/);
+    assert.match(ok.headers.get("access-control-allow-headers")!, /x-region/);
+    await ok.body?.cancel();
+    const bad = await fetch(url, {
+      method: "OPTIONS",
+      headers: { origin: "https://evil.example" },
+    });
+    assert.equal(bad.status, 403);
+    assert.equal(bad.headers.get("access-control-allow-origin"), null);
+    assert.equal(bad.headers.get("content-type"), "application/problem+json");
+    assert.equal((await bad.json()).code, "origin_not_allowed");
+  });
+
+  const now = Math.floor(Date.now() / 1000);
+  const cases: [string, () => Promise<Response>, number, string][] = [
+    ["malformed JSON", () => call("{nope", asAlice), 400, "malformed_json"],
+    ["a JSON array", () => call([1, 2], asAlice), 400, "invalid_envelope"],
+    ["a JSON string", () => call('"echo"', asAlice), 400, "invalid_envelope"],
+    ["missing action", () => call({ payload: {} }, asAlice), 400, "missing_action"],
+    ["unknown action", () => call({ action: "nope" }, asAlice), 404, "unknown_action"],
+    [
+      "payload failing the schema",
+      () => call({ action: "echo", payload: { message: "" } }, asAlice),
+      422,
+      "validation_failed",
+    ],
+    [
+      "body over the limit",
+      () => call({ action: "echo", payload: { message: "x".repeat(1_100_000) } }, asAlice),
+      413,
+      "body_too_large",
+    ],
+    [
+      "body over the limit, chunked with no Content-Length",
+      () =>
+        call("", asAlice, {
+          body: new Blob(["{" + " ".repeat(1_100_000) + "}"]).stream(),
+        }),
+      413,
+      "body_too_large",
+    ],
+    [
+      "wrong content type",
+      () => call("action=echo", { ...asAlice, "content-type": "text/plain" }),
+      415,
+      "unsupported_media_type",
+    ],
+    [
+      "wrong method",
+      () => fetch(url, { headers: { origin: ORIGIN, ...asAlice } }),
+      405,
+      "method_not_allowed",
+    ],
+    ["unknown path", () => call({}, asAlice, { method: "PUT" }), 405, "method_not_allowed"],
+    ["missing token", () => call({ action: "whoami" }), 401, "missing_credentials"],
+    [
+      "garbage token",
+      () => call({ action: "whoami" }, { authorization: "Bearer not.a.jwt" }),
+      401,
+      "invalid_token",
+    ],
+    [
+      "alg none",
+      () =>
+        call({ action: "whoami" }, {
+          authorization: `Bearer ${
+            unsecuredToken({ sub: "x", role: "authenticated", aud: "authenticated", exp: now + 60 })
+          }`,
+        }),
+      401,
+      "invalid_token",
+    ],
+  ];
+  const tokenCases: [string, () => Promise<string>][] = [
+    ["expired", () => signToken(project.es256, { expiresIn: -120 })],
+    ["not yet valid", () => signToken(project.es256, { notBefore: 600 })],
+    ["wrong audience", () => signToken(project.es256, { aud: "someone-else" })],
+    ["signed by an unknown key", () => signToken(project.stranger)],
+    ["without kid", () => signToken(project.es256, { kid: null })],
+    ["without exp", () => signToken(project.es256, { expiresIn: null })],
+    ["without sub", () => signToken(project.es256, { sub: null })],
+    [
+      "HS256 signed with the public key (algorithm confusion)",
+      () => signToken({ secret: JSON.stringify(project.es256.publicJwk) }),
+    ],
+  ];
+  for (const [name, token] of tokenCases) {
+    cases.push([
+      `token ${name}`,
+      async () => call({ action: "whoami" }, { authorization: `Bearer ${await token()}` }),
+      401,
+      "invalid_token",
+    ]);
+  }
+  cases.push(
+    [
+      "wrong publishable key",
+      () => call({ action: "echo", payload: { message: "x" } }, { apikey: "sb_publishable_wrong" }),
+      401,
+      "invalid_api_key",
+    ],
+    [
+      "a secret key where only user/publishable are accepted",
+      () => call({ action: "echo", payload: { message: "x" } }, { apikey: project.secret }),
+      403,
+      "forbidden_credential",
+    ],
+    [
+      "invalid JWT is not downgraded to a valid apikey",
+      () =>
+        call({ action: "echo", payload: { message: "x" } }, {
+          authorization: "Bearer not.a.jwt",
+          apikey: project.publishable,
+        }),
+      401,
+      "invalid_token",
+    ],
+  );
+  for (const [name, request, status, code] of cases) {
+    await t.step(`${status} ${code}: ${name}`, async () => {
+      const res = await request();
+      assert.equal(res.status, status, name);
+      assert.equal((await problem(res)).code, code);
+    });
+  }
+
+  await t.step("422 lists field errors with JSON pointers", async () => {
+    const res = await call({ action: "echo", payload: { message: 42 } }, asAlice);
+    const body = await problem(res);
+    assert.equal(body.errors[0].pointer, "/payload/message");
+  });
+});
