@@ -150,9 +150,37 @@ export function postgresCommand(
   const path = join(binaries.binDir, binary);
   if (!binaries.runAs) return { cmd: path, args };
   const { uid, gid } = binaries.runAs;
+  // setpriv execs the binary in place, so the pid we hold is Postgres' own.
   return {
     cmd: "setpriv",
     args: [`--reuid=${uid}`, `--regid=${gid}`, "--clear-groups", "--", path, ...args],
+  };
+}
+
+/**
+ * Starts a watchdog that SIGQUITs (immediate shutdown) `pid` when this process
+ * dies without stopping it, even by SIGKILL: the watchdog blocks reading a pipe
+ * only we hold, and the kernel closes that pipe when we die. No orphan Postgres.
+ * Returns a function that disarms it (on a normal stop).
+ */
+export function guardChild(pid: number): () => void {
+  if (Deno.build.os === "windows") return () => {};
+  const watchdog = new Deno.Command("sh", {
+    args: ["-c", `read _ignored; kill -QUIT ${pid} 2>/dev/null`],
+    stdin: "piped",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  watchdog.unref();
+  // Keep the write end open (and referenced by us only) until disarmed.
+  const writer = watchdog.stdin.getWriter();
+  return () => {
+    try {
+      watchdog.kill("SIGKILL");
+    } catch { /* already gone */ }
+    writer.releaseLock();
+    watchdog.stdin.abort().catch(() => {});
+    watchdog.status.catch(() => {});
   };
 }
 

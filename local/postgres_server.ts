@@ -8,7 +8,7 @@
  */
 import { join } from "node:path";
 import postgres from "npm:postgres@3";
-import { postgresBinaries, postgresCommand, traversableByOthers } from "./postgres.ts";
+import { guardChild, postgresBinaries, postgresCommand, traversableByOthers } from "./postgres.ts";
 
 /** Options for {@link startPostgres}. */
 export interface StartPostgresOptions {
@@ -148,6 +148,8 @@ export async function startPostgres(options: StartPostgresOptions): Promise<Post
     })().catch(() => {});
   }
   const exited = child.status;
+  const disarm = guardChild(child.pid);
+  exited.finally(disarm);
   const url = `postgresql://postgres:${
     encodeURIComponent(password)
   }@127.0.0.1:${options.port}/postgres`;

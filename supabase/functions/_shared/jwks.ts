@@ -33,12 +33,12 @@ export class JwksKeyStore {
 
   constructor(options: JwksOptions) {
     this.#opts = {
-      fetch: globalThis.fetch.bind(globalThis),
-      now: Date.now,
-      cooldownMs: 30_000,
-      maxAgeMs: 600_000,
-      timeoutMs: 5_000,
       ...options,
+      fetch: options.fetch ?? globalThis.fetch.bind(globalThis),
+      now: options.now ?? Date.now,
+      cooldownMs: options.cooldownMs ?? 30_000,
+      maxAgeMs: options.maxAgeMs ?? 600_000,
+      timeoutMs: options.timeoutMs ?? 5_000,
     };
     if (options.inline) this.#ready = this.#install(options.inline.keys);
   }

@@ -48,7 +48,11 @@ export class JwtVerifier {
   readonly #secret: Uint8Array | null;
 
   constructor(options: JwtVerifierOptions) {
-    this.#opts = { clockSkewSeconds: 30, now: Date.now, ...options };
+    this.#opts = {
+      ...options,
+      clockSkewSeconds: options.clockSkewSeconds ?? 30,
+      now: options.now ?? Date.now,
+    };
     this.#cacheSize = options.cacheSize ?? 10_000;
     this.#secret = options.jwtSecret ? new TextEncoder().encode(options.jwtSecret) : null;
   }
