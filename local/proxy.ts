@@ -67,9 +67,10 @@ export async function proxyToFunction(
   // fetch() would decompress a gzip answer but keep its Content-Encoding header;
   // the gateway's own server compresses for the client instead.
   headers.set("accept-encoding", "identity");
+  // A client that leaves mid-stream cancels the body below, which closes the
+  // upstream connection; req.signal is not used because in Deno.serve's legacy
+  // mode it also fires on every successful response.
   const abort = new AbortController();
-  const onClientGone = () => abort.abort();
-  req.signal.addEventListener("abort", onClientGone, { once: true });
   let timedOut = false;
   const timer = setTimeout(() => {
     timedOut = true;
@@ -85,10 +86,7 @@ export async function proxyToFunction(
       signal: abort.signal,
     });
     clearTimeout(timer);
-    const done = () => {
-      req.signal.removeEventListener("abort", onClientGone);
-      release();
-    };
+    const done = release;
     const out = new Headers(upstream.headers);
     for (const h of HOP_BY_HOP) out.delete(h);
     const body = upstream.body ? trackBody(upstream.body, done) : (done(), null);
@@ -99,7 +97,6 @@ export async function proxyToFunction(
     });
   } catch (error) {
     clearTimeout(timer);
-    req.signal.removeEventListener("abort", onClientGone);
     release();
     if (timedOut) {
       return gatewayProblem({
