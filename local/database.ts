@@ -111,8 +111,10 @@ export async function prepareDatabase(options: DatabaseOptions): Promise<Databas
     // The CLI seeds a new database; "new" = nothing recorded yet, so a first run
     // that stopped at a broken migration still gets its seed once that is fixed.
     const fresh = n === 0;
-    const { applied } = await applyMigrations(sql, {
-      dir: join(options.workdir, "supabase", "migrations"),
+    const dir = join(options.workdir, "supabase", "migrations");
+    const hasMigrations = await Deno.stat(dir).then((s) => s.isDirectory, () => false);
+    const { applied } = !hasMigrations ? { applied: [] } : await applyMigrations(sql, {
+      dir,
       onApplied: (m, ms) =>
         options.log(`  applied ${m.version}_${m.name}.sql (${ms.toFixed(0)} ms)`),
     });
