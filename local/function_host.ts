@@ -67,6 +67,11 @@ async function main(): Promise<void> {
     port: 0,
     onListen: ({ port }) => console.log(`${READY_MARKER}${port}`),
   }, handler);
+  // The gateway holds our stdin open; EOF means it is gone, so do not linger as an orphan.
+  (async () => {
+    for await (const _ of Deno.stdin.readable) { /* nothing is sent */ }
+    Deno.exit(0);
+  })();
   Deno.addSignalListener("SIGTERM", async () => {
     // Finish in-flight requests and background work, as the runtime does on shutdown.
     await server.shutdown();

@@ -49,7 +49,7 @@ export class FunctionProcess {
       cwd: options.cwd,
       env: options.env,
       clearEnv: true,
-      stdin: "null",
+      stdin: "piped", // closed when the gateway exits: the host then exits too
       stdout: "piped",
       stderr: "piped",
     }).spawn();
@@ -71,6 +71,7 @@ export class FunctionProcess {
       options.log(prefix + line);
     };
     const pumps = [this.#child.stdout, this.#child.stderr].map((s) => pumpLines(s, onLine));
+    this.exited.then(() => this.#child.stdin.close().catch(() => {}));
     this.exited.then(async (status) => {
       // Mark a crash at once, so the gateway's answer to the request it killed says so.
       const wasReady = this.state === "ready";

@@ -64,7 +64,7 @@ Deno.test("hot reload: affected functions only, in-flight requests finish", asyn
     // Let the slow request reach the current process before the edit.
     await eventually(
       "slow request in flight",
-      async () => stack.pool.current("a")!.inflight > 0 ? true : undefined,
+      () => stack.pool.current("a")!.inflight > 0 ? true : undefined,
     );
     await Deno.writeTextFile(join(functions, "a", "index.ts"), fnSource("a", "v2"));
     const a2 = await eventually("a serves v2", async () => {

@@ -20,7 +20,7 @@ export async function tempDir(
 /** Polls `check` until it returns a value other than undefined (or fails after `ms`). */
 export async function eventually<T>(
   what: string,
-  check: () => Promise<T | undefined>,
+  check: () => T | undefined | Promise<T | undefined>,
   ms = 15_000,
 ): Promise<T> {
   const deadline = Date.now() + ms;
