@@ -32,7 +32,13 @@ async function main(): Promise<number> {
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     Deno.addSignalListener(signal, () => stopped.resolve(signal));
   }
+  // If whoever started us (a terminal, `deno task`, an IDE) dies, do not live on as an orphan.
+  const parent = Deno.ppid;
+  const orphanCheck = setInterval(() => {
+    if (Deno.ppid !== parent) stopped.resolve("parent exited");
+  }, 1000);
   const signal = await stopped.promise;
+  clearInterval(orphanCheck);
   log(`${signal}: stopping`);
   const started = performance.now();
   await stack.stop();

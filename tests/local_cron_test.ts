@@ -11,7 +11,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { freePort, freshDatabase } from "./_harness/database.ts";
-import { alive, descendants, spawnDev } from "./local/dev_process.ts";
+import { alive, descendants, killTree, spawnDev } from "./local/dev_process.ts";
 import { eventually, FIXTURE_WORKDIR, portIsFree, tempDir } from "./local/helpers.ts";
 
 Deno.test("cron: queue-worker is called with the cron key on the interval", async () => {
@@ -57,10 +57,7 @@ Deno.test("cron: queue-worker is called with the cron key on the interval", asyn
     assert.ok(portIsFree(port));
     for (const pid of tree) assert.equal(await alive(pid), false, `pid ${pid} left running`);
   } finally {
-    try {
-      dev.child.kill("SIGKILL");
-    } catch { /* already gone */ }
-    await dev.child.status;
+    await killTree(dev);
   }
 });
 
@@ -94,8 +91,6 @@ Deno.test("cron: --no-cron never calls queue-worker", async () => {
     assert.equal(calls, 0);
     assert.ok(!dev.lines.some((l) => l.includes("cron:")));
   } finally {
-    const tree = await descendants(dev.child.pid);
-    if (tree[0]) Deno.kill(tree[0], "SIGTERM");
-    await dev.child.status;
+    await killTree(dev);
   }
 });

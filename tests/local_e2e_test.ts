@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { PROJECT_ROOT } from "../local/postgres.ts";
 import { freePort } from "./_harness/database.ts";
-import { alive, descendants, type DevProcess, spawnDev } from "./local/dev_process.ts";
+import { alive, descendants, type DevProcess, killTree, spawnDev } from "./local/dev_process.ts";
 import { eventually, portIsFree, tempDir } from "./local/helpers.ts";
 
 async function token(dataDir: string, sub: string, email: string): Promise<string> {
@@ -137,10 +137,7 @@ Deno.test("e2e: deno task dev serves the project, recovers and stops clean", asy
       await stopDev(first, "SIGINT", [port, dbPort]);
     });
   } finally {
-    try {
-      first.child.kill("SIGKILL");
-    } catch { /* already gone */ }
-    await first.child.status;
+    await killTree(first);
   }
 
   await t.step("warm start (second run) and SIGTERM", async () => {
@@ -157,10 +154,7 @@ Deno.test("e2e: deno task dev serves the project, recovers and stops clean", asy
       await res.body?.cancel();
       await stopDev(warm, "SIGTERM", [port, dbPort]);
     } finally {
-      try {
-        warm.child.kill("SIGKILL");
-      } catch { /* already gone */ }
-      await warm.child.status;
+      await killTree(warm);
     }
   });
 });

@@ -86,3 +86,23 @@ export async function alive(pid: number): Promise<boolean> {
     return false;
   }
 }
+
+/** Stops a `deno task dev` and everything under it, however far it got (for `finally`). */
+export async function killTree(dev: DevProcess): Promise<void> {
+  const tree = await descendants(dev.child.pid);
+  const devPid = tree[0];
+  if (devPid !== undefined) {
+    try {
+      Deno.kill(devPid, "SIGTERM"); // it stops its functions and Postgres itself
+    } catch { /* already gone */ }
+    for (let i = 0; i < 50 && await alive(devPid); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  for (const pid of [...tree, dev.child.pid]) {
+    try {
+      if (await alive(pid)) Deno.kill(pid, "SIGKILL");
+    } catch { /* already gone */ }
+  }
+  await dev.child.status;
+}
