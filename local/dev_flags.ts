@@ -1,0 +1,105 @@
+/**
+ * Command-line flags of `deno task dev`. Ports fall back to supabase/config.toml
+ * and then to the Supabase CLI's defaults, so both tools agree on URLs.
+ */
+import { join, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { PROJECT_ROOT } from "./postgres.ts";
+
+/** How often the local scheduler calls queue-worker, in seconds (the pg_cron schedule's interval). */
+export const QUEUE_WORKER_INTERVAL_SECONDS = 10;
+
+/** Parsed `deno task dev` options. */
+export interface DevOptions {
+  /** Gateway port; null = config.toml [api] port, else 54321. */
+  port: number | null;
+  /** Embedded Postgres port; null = config.toml [db] port, else 54322. */
+  dbPort: number | null;
+  /** Use this database instead of the embedded one (SUPABASE_DB_URL / DATABASE_URL). */
+  dbUrl: string | null;
+  cron: boolean;
+  cronIntervalSeconds: number;
+  envFiles: string[];
+  functionTimeoutMs: number;
+  /** Project root (holds supabase/). */
+  workdir: string;
+  /** Postgres data, keys and the running stack's state file. */
+  dataDir: string;
+  /** Wait before restarting an embedded Postgres that died. */
+  dbRestartDelayMs: number;
+  watch: boolean;
+  help: boolean;
+}
+
+/** A flag with a bad value. */
+export class FlagError extends Error {
+  override name = "FlagError";
+}
+
+function int(name: string, raw: string | undefined, min: number, max: number): number | null {
+  if (raw === undefined) return null;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n < min || n > max) {
+    throw new FlagError(`--${name} must be a number between ${min} and ${max}, got "${raw}"`);
+  }
+  return n;
+}
+
+/** Usage text printed by `--help`. */
+export const DEV_USAGE = `deno task dev [flags]
+  --port <n>               gateway port (default: config.toml [api] port, else 54321)
+  --db-port <n>            embedded Postgres port (default: config.toml [db] port, else 54322)
+  --no-cron                do not call queue-worker on a schedule
+  --cron-interval <s>      scheduler interval in seconds (default ${QUEUE_WORKER_INTERVAL_SECONDS})
+  --env-file <path>        extra dotenv file for the functions (repeatable)
+  --function-timeout <s>   answer 504 when a function sends no response in time (default 150)
+  --no-watch               no hot reload
+  --workdir <path>         project root holding supabase/ (default: this checkout)
+  --data-dir <path>        local state: Postgres data, keys (default: <workdir>/.local)
+Environment: SUPABASE_DB_URL or DATABASE_URL uses that database instead of the embedded one.`;
+
+/** Parses argv; `getEnv` supplies SUPABASE_DB_URL / DATABASE_URL. */
+export function parseDevFlags(
+  args: string[],
+  getEnv: (name: string) => string | undefined = () => undefined,
+): DevOptions {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args,
+      strict: true,
+      options: {
+        port: { type: "string" },
+        "db-port": { type: "string" },
+        "no-cron": { type: "boolean" },
+        "cron-interval": { type: "string" },
+        "env-file": { type: "string", multiple: true },
+        "function-timeout": { type: "string" },
+        "no-watch": { type: "boolean" },
+        workdir: { type: "string" },
+        "data-dir": { type: "string" },
+        "db-restart-delay-ms": { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+    }));
+  } catch (error) {
+    throw new FlagError((error as Error).message);
+  }
+  const workdir = resolve(values.workdir ?? PROJECT_ROOT);
+  return {
+    port: int("port", values.port, 1, 65535),
+    dbPort: int("db-port", values["db-port"], 1, 65535),
+    dbUrl: getEnv("SUPABASE_DB_URL")?.trim() || getEnv("DATABASE_URL")?.trim() || null,
+    cron: !values["no-cron"],
+    cronIntervalSeconds: int("cron-interval", values["cron-interval"], 0.1, 86400) ??
+      QUEUE_WORKER_INTERVAL_SECONDS,
+    envFiles: (values["env-file"] ?? []).map((f) => resolve(f)),
+    functionTimeoutMs: (int("function-timeout", values["function-timeout"], 0.05, 3600) ?? 150) *
+      1000,
+    workdir,
+    dataDir: resolve(values["data-dir"] ?? join(workdir, ".local")),
+    dbRestartDelayMs: int("db-restart-delay-ms", values["db-restart-delay-ms"], 0, 600_000) ?? 500,
+    watch: !values["no-watch"],
+    help: values.help ?? false,
+  };
+}

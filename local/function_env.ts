@@ -1,0 +1,74 @@
+/**
+ * The environment each function process gets, as `supabase functions serve`
+ * builds it (DESIGN §4.1): the project's URL, database and keys, then the
+ * user's `supabase/functions/.env` and `--env-file` files. Nothing else of the
+ * developer's shell leaks in, so a function cannot come to depend on it.
+ */
+import { join } from "node:path";
+import { readEnvFile } from "./env_file.ts";
+import { type LocalKeys, publicJwks } from "./local_keys.ts";
+
+/** Host variables a Deno process needs to run at all (cache, temp dir, proxies). */
+const PASSTHROUGH = [
+  "PATH",
+  "HOME",
+  "DENO_DIR",
+  "TMPDIR",
+  "TMP",
+  "TEMP",
+  "LANG",
+  "TZ",
+  "HTTP_PROXY",
+  "HTTPS_PROXY",
+  "NO_PROXY",
+  "NPM_CONFIG_REGISTRY",
+  "DENO_CERT",
+  "DENO_TLS_CA_STORE",
+];
+
+/** Inputs of {@link functionEnv}. */
+export interface FunctionEnvOptions {
+  supabaseUrl: string;
+  dbUrl: string;
+  keys: LocalKeys;
+  workdir: string;
+  envFiles: string[];
+  hostEnv: (name: string) => string | undefined;
+  log: (line: string) => void;
+}
+
+/** Builds the variables for every function process. */
+export async function functionEnv(options: FunctionEnvOptions): Promise<Record<string, string>> {
+  const env: Record<string, string> = {};
+  for (const name of PASSTHROUGH) {
+    const value = options.hostEnv(name);
+    if (value !== undefined) env[name] = value;
+  }
+  const user = {
+    ...await readEnvFile(join(options.workdir, "supabase", "functions", ".env")),
+  };
+  for (const file of options.envFiles) Object.assign(user, await readEnvFile(file, true));
+  for (const [name, value] of Object.entries(user)) {
+    // The platform reserves SUPABASE_*; the CLI skips such secrets too.
+    if (name.startsWith("SUPABASE_")) {
+      options.log(`env: skipping ${name} (names starting with SUPABASE_ are reserved)`);
+      continue;
+    }
+    env[name] = value;
+  }
+  const { publishableKeys, secretKeys } = options.keys;
+  return {
+    ...env,
+    SUPABASE_URL: options.supabaseUrl,
+    SUPABASE_DB_URL: options.dbUrl,
+    SUPABASE_PUBLISHABLE_KEYS: JSON.stringify(publishableKeys),
+    SUPABASE_SECRET_KEYS: JSON.stringify(secretKeys),
+    SUPABASE_PUBLISHABLE_KEY: publishableKeys.default!,
+    SUPABASE_SECRET_KEY: secretKeys.default!,
+    // Legacy names: supabase-js accepts the new keys wherever these are used.
+    SUPABASE_ANON_KEY: publishableKeys.default!,
+    SUPABASE_SERVICE_ROLE_KEY: secretKeys.default!,
+    SUPABASE_JWKS: JSON.stringify(publicJwks(options.keys)),
+    SUPABASE_JWKS_URL: `${options.supabaseUrl}/auth/v1/.well-known/jwks.json`,
+  };
+}

@@ -1,0 +1,83 @@
+/**
+ * Runs ONE function in its own process, as the edge runtime runs each function
+ * in its own worker: `deno run local/function_host.ts <name> <entrypoint>`.
+ *
+ * It accepts both function styles (`export default { fetch }` and a module
+ * that calls `Deno.serve(handler)` itself), provides `EdgeRuntime.waitUntil`,
+ * listens on a private loopback port and tells the gateway that port with a
+ * marker line on stdout. An import that throws exits with {@link IMPORT_FAILED}.
+ */
+import { pathToFileURL } from "node:url";
+
+/** Printed on stdout, followed by the port, once the function listens. */
+export const READY_MARKER = "@@local-function-ready@@";
+/** Exit code of a function whose module failed to load. */
+export const IMPORT_FAILED = 70;
+
+type Handler = (req: Request, info: Deno.ServeHandlerInfo) => Response | Promise<Response>;
+
+const pending = new Set<Promise<unknown>>();
+
+function installEdgeRuntime(): void {
+  // Hosted functions hand background work to EdgeRuntime.waitUntil; here the
+  // process outlives the response anyway, we only wait for it on shutdown.
+  (globalThis as Record<string, unknown>).EdgeRuntime = {
+    waitUntil(promise: Promise<unknown>) {
+      const tracked = Promise.resolve(promise).catch((error) => {
+        console.error("waitUntil task failed:", error);
+      }).finally(() => pending.delete(tracked));
+      pending.add(tracked);
+    },
+  };
+}
+
+function captureServe(): { handler: () => Handler | null } {
+  let captured: Handler | null = null;
+  const fake = (...args: unknown[]) => {
+    const fn = args.find((a) => typeof a === "function") ??
+      (args[0] as { handler?: unknown } | undefined)?.handler;
+    if (typeof fn === "function") captured = fn as Handler;
+    return { finished: new Promise(() => {}), shutdown: async () => {}, ref() {}, unref() {} };
+  };
+  (Deno as unknown as Record<string, unknown>).serve = fake;
+  return { handler: () => captured };
+}
+
+async function main(): Promise<void> {
+  const [name, entrypoint] = Deno.args;
+  if (!name || !entrypoint) throw new Error("usage: function_host.ts <name> <entrypoint>");
+  const serve = Deno.serve.bind(Deno) as typeof Deno.serve;
+  installEdgeRuntime();
+  const captured = captureServe();
+  let mod: { default?: { fetch?: Handler } };
+  try {
+    mod = await import(pathToFileURL(entrypoint).href);
+  } catch (error) {
+    console.error(`function "${name}" failed to load ${entrypoint}:`, error);
+    Deno.exit(IMPORT_FAILED);
+  }
+  const fetchFn = mod.default?.fetch;
+  const handler = typeof fetchFn === "function" ? fetchFn.bind(mod.default) : captured.handler();
+  if (!handler) {
+    console.error(`function "${name}": ${entrypoint} has no \`export default { fetch }\``);
+    Deno.exit(IMPORT_FAILED);
+  }
+  const server = serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    onListen: ({ port }) => console.log(`${READY_MARKER}${port}`),
+  }, handler);
+  // The gateway holds our stdin open; EOF means it is gone, so do not linger as an orphan.
+  (async () => {
+    for await (const _ of Deno.stdin.readable) { /* nothing is sent */ }
+    Deno.exit(0);
+  })();
+  Deno.addSignalListener("SIGTERM", async () => {
+    // Finish in-flight requests and background work, as the runtime does on shutdown.
+    await server.shutdown();
+    await Promise.allSettled([...pending]);
+    Deno.exit(0);
+  });
+}
+
+if (import.meta.main) await main();

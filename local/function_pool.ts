@@ -1,0 +1,106 @@
+/**
+ * The set of running functions: starts one process per function, restarts a
+ * crashed one on its next request, and hot-reloads by starting the new
+ * process first and retiring the old one once its in-flight requests finish.
+ */
+import type { FunctionSpec } from "./function_registry.ts";
+import { FunctionProcess, type SpawnOptions } from "./function_process.ts";
+
+/** The outcome of asking for a function's process. */
+export type Acquired =
+  | { kind: "ready"; process: FunctionProcess }
+  | { kind: "unknown" }
+  | { kind: "failed"; output: string };
+
+/** Manages every function's current process. */
+export class FunctionPool {
+  #specs = new Map<string, FunctionSpec>();
+  #current = new Map<string, FunctionProcess>();
+  #retiring = new Map<FunctionProcess, Promise<void>>();
+  #closed = false;
+
+  constructor(
+    readonly options: SpawnOptions,
+    /** How long a retired process may keep serving its in-flight requests. */
+    readonly drainMs = 150_000,
+  ) {}
+
+  /** Names of the functions being served. */
+  get names(): string[] {
+    return [...this.#specs.keys()];
+  }
+
+  /** The spec of a served function, if any. */
+  spec(name: string): FunctionSpec | undefined {
+    return this.#specs.get(name);
+  }
+
+  /** The current process of a function (for tests and status). */
+  current(name: string): FunctionProcess | undefined {
+    return this.#current.get(name);
+  }
+
+  #spawn(spec: FunctionSpec): FunctionProcess {
+    const next = new FunctionProcess(spec, this.options);
+    const previous = this.#current.get(spec.name);
+    this.#current.set(spec.name, next);
+    if (previous) this.#retire(previous);
+    return next;
+  }
+
+  #retire(process: FunctionProcess): void {
+    const done = process.retire(this.drainMs).finally(() => this.#retiring.delete(process));
+    this.#retiring.set(process, done);
+  }
+
+  /**
+   * Makes the served set equal `specs`: new functions start, removed ones stop,
+   * and those named in `reload` (or whose spec changed) restart. Resolves when
+   * every started process is ready or has failed.
+   */
+  async sync(specs: FunctionSpec[], reload: Set<string> | "all" = new Set()): Promise<void> {
+    if (this.#closed) return;
+    const started: FunctionProcess[] = [];
+    const wanted = new Map(specs.map((s) => [s.name, s]));
+    for (const [name, process] of this.#current) {
+      if (!wanted.has(name)) {
+        this.#current.delete(name);
+        this.#specs.delete(name);
+        this.#retire(process);
+      }
+    }
+    for (const spec of specs) {
+      const old = this.#specs.get(spec.name);
+      const changed = !old || old.entrypoint !== spec.entrypoint ||
+        old.verifyJwt !== spec.verifyJwt;
+      this.#specs.set(spec.name, spec);
+      if (changed || reload === "all" || reload.has(spec.name)) started.push(this.#spawn(spec));
+    }
+    await Promise.allSettled(started.map((p) => p.ready));
+  }
+
+  /** The process to send a request to, restarting a crashed one. */
+  async acquire(name: string): Promise<Acquired> {
+    const spec = this.#specs.get(name);
+    if (!spec || this.#closed) return { kind: "unknown" };
+    let process = this.#current.get(name)!;
+    if (process.state === "crashed" || process.state === "stopped") {
+      this.options.log(`[${name}] restarting`);
+      process = this.#spawn(spec);
+    }
+    try {
+      await process.ready;
+    } catch {
+      return { kind: "failed", output: process.output };
+    }
+    return { kind: "ready", process };
+  }
+
+  /** Stops every process, retiring ones included (in-flight requests get a short grace). */
+  async close(): Promise<void> {
+    this.#closed = true;
+    const all = [...this.#current.values(), ...this.#retiring.keys()];
+    this.#current.clear();
+    await Promise.allSettled(all.map((p) => p.stop()));
+  }
+}

@@ -1,0 +1,167 @@
+/**
+ * One function running in its own Deno process (local/function_host.ts) on a
+ * private loopback port. Tracks requests in flight so a hot reload can let
+ * them finish on the old process while new ones go to the new process.
+ */
+import { join } from "node:path";
+import type { FunctionSpec } from "./function_registry.ts";
+import { IMPORT_FAILED, READY_MARKER } from "./function_host.ts";
+
+const HOST = join(import.meta.dirname!, "function_host.ts");
+
+/** Lifecycle of a function process. */
+export type ProcessState = "starting" | "ready" | "failed" | "crashed" | "stopped";
+
+/** How to spawn function processes. */
+export interface SpawnOptions {
+  env: Record<string, string>;
+  cwd: string;
+  /** deno.json to use when the workdir has none (npm packages resolve through it). */
+  configFile: string | null;
+  log: (line: string) => void;
+}
+
+/** The process exited before it listened (module threw at import, bad entrypoint). */
+export class FunctionStartError extends Error {
+  constructor(readonly functionName: string, readonly output: string) {
+    super(`function "${functionName}" failed to start`);
+    this.name = "FunctionStartError";
+  }
+}
+
+/** A running (or failed) function process. */
+export class FunctionProcess {
+  state: ProcessState = "starting";
+  port: number | null = null;
+  inflight = 0;
+  readonly ready: Promise<void>;
+  readonly exited: Promise<Deno.CommandStatus>;
+  readonly #child: Deno.ChildProcess;
+  readonly #tail: string[] = [];
+  #idle: (() => void)[] = [];
+
+  constructor(readonly spec: FunctionSpec, options: SpawnOptions) {
+    const args = ["run", "-A", "--quiet"];
+    if (options.configFile) args.push("--config", options.configFile);
+    args.push(HOST, spec.name, spec.entrypoint);
+    this.#child = new Deno.Command(Deno.execPath(), {
+      args,
+      cwd: options.cwd,
+      env: options.env,
+      clearEnv: true,
+      stdin: "piped", // closed when the gateway exits: the host then exits too
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    this.exited = this.#child.status;
+    let onReady!: () => void;
+    let onFail!: (e: Error) => void;
+    this.ready = new Promise<void>((res, rej) => [onReady, onFail] = [res, rej]);
+    this.ready.catch(() => {}); // observed by callers; never an unhandled rejection
+    const prefix = `[${spec.name}] `;
+    const onLine = (line: string) => {
+      if (line.startsWith(READY_MARKER)) {
+        this.port = Number(line.slice(READY_MARKER.length));
+        this.state = "ready";
+        onReady();
+        return;
+      }
+      this.#tail.push(line);
+      if (this.#tail.length > 30) this.#tail.shift();
+      options.log(prefix + line);
+    };
+    const pumps = [this.#child.stdout, this.#child.stderr].map((s) => pumpLines(s, onLine));
+    this.exited.then(() => this.#child.stdin.close().catch(() => {}));
+    this.exited.then(async (status) => {
+      // Mark a crash at once, so the gateway's answer to the request it killed says so.
+      const wasReady = this.state === "ready";
+      if (wasReady) this.state = "crashed";
+      await Promise.allSettled(pumps);
+      if (this.state === "starting") {
+        this.state = "failed";
+        const why = status.code === IMPORT_FAILED ? "its module failed to load" : "it exited";
+        options.log(`${prefix}failed to start: ${why} (exit code ${status.code})`);
+        onFail(new FunctionStartError(spec.name, this.#tail.join("\n")));
+      } else if (wasReady) {
+        options.log(`${prefix}crashed (exit code ${status.code}, signal ${status.signal})`);
+      }
+      this.#notifyIdle();
+    });
+  }
+
+  get pid(): number {
+    return this.#child.pid;
+  }
+
+  /** The last lines the process printed (for start-up failures). */
+  get output(): string {
+    return this.#tail.join("\n");
+  }
+
+  /** Counts a request in flight; call the returned function when its response is done. */
+  begin(): () => void {
+    this.inflight++;
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      this.inflight--;
+      if (this.inflight === 0) this.#notifyIdle();
+    };
+  }
+
+  #notifyIdle(): void {
+    const waiters = this.#idle;
+    this.#idle = [];
+    for (const w of waiters) w();
+  }
+
+  /** Waits until no request is in flight (or the process is gone). */
+  async idle(): Promise<void> {
+    while (this.inflight > 0 && this.state !== "crashed" && this.state !== "failed") {
+      await new Promise<void>((r) => this.#idle.push(r));
+    }
+  }
+
+  /** SIGTERM (the host drains), then SIGKILL after `graceMs`. */
+  async stop(graceMs = 2000): Promise<void> {
+    if (this.state === "ready" || this.state === "starting") this.state = "stopped";
+    try {
+      this.#child.kill("SIGTERM");
+    } catch { /* already exited */ }
+    const timer = setTimeout(() => {
+      try {
+        this.#child.kill("SIGKILL");
+      } catch { /* already exited */ }
+    }, graceMs);
+    await this.exited;
+    clearTimeout(timer);
+  }
+
+  /** Lets in-flight requests finish (at most `maxWaitMs`), then stops. */
+  async retire(maxWaitMs: number): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      this.idle(),
+      new Promise<void>((r) => timer = setTimeout(r, maxWaitMs)),
+    ]);
+    clearTimeout(timer);
+    await this.stop();
+  }
+}
+
+async function pumpLines(
+  stream: ReadableStream<Uint8Array>,
+  onLine: (line: string) => void,
+): Promise<void> {
+  let buffer = "";
+  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+    buffer += chunk;
+    let nl;
+    while ((nl = buffer.indexOf("\n")) !== -1) {
+      onLine(buffer.slice(0, nl).replace(/\r$/, ""));
+      buffer = buffer.slice(nl + 1);
+    }
+  }
+  if (buffer) onLine(buffer);
+}

@@ -1,0 +1,105 @@
+/**
+ * The local API gateway on 127.0.0.1:54321, shaped like the hosted one:
+ * `/functions/v1/<name>[/...]` goes to that function with the path rewritten
+ * to start at `/<name>`; `/auth/v1/.well-known/jwks.json` serves the local
+ * signing key; everything else is a 404 problem.
+ */
+import type { JWK } from "npm:jose@6";
+import type { FunctionPool } from "./function_pool.ts";
+import { jwtGate } from "./jwt_gate.ts";
+import { gatewayProblem } from "./problem.ts";
+import { proxyToFunction } from "./proxy.ts";
+
+/** What the gateway needs. */
+export interface GatewayDeps {
+  pool: FunctionPool;
+  jwks: { keys: JWK[] };
+  functionTimeoutMs: number;
+  log: (line: string) => void;
+  /** False while the stack is still starting: requests get 503 + Retry-After. */
+  isReady: () => boolean;
+}
+
+const FUNCTIONS_PREFIX = "/functions/v1/";
+
+/** Builds the gateway's request handler. */
+export function createGateway(deps: GatewayDeps): (req: Request) => Promise<Response> {
+  const verifyJwt = jwtGate(deps.jwks);
+  const jwksBody = JSON.stringify(deps.jwks);
+
+  async function route(req: Request, url: URL, requestId: string): Promise<Response> {
+    if (url.pathname === "/auth/v1/.well-known/jwks.json") {
+      return new Response(jwksBody, {
+        headers: {
+          "content-type": "application/json",
+          "cache-control": "public, max-age=600",
+          "access-control-allow-origin": "*",
+        },
+      });
+    }
+    if (!url.pathname.startsWith(FUNCTIONS_PREFIX)) {
+      return gatewayProblem({
+        status: 404,
+        code: "not-found",
+        title: "Not Found",
+        detail: `the local stack serves /functions/v1/<name> and /auth/v1/.well-known/jwks.json`,
+      }, requestId);
+    }
+    if (!deps.isReady()) {
+      return gatewayProblem({
+        status: 503,
+        code: "stack-starting",
+        title: "Service Unavailable",
+        detail: "the local stack is still starting",
+        headers: { "retry-after": "1" },
+      }, requestId);
+    }
+    const rest = url.pathname.slice(FUNCTIONS_PREFIX.length);
+    const name = decodeURIComponent(rest.split("/")[0] ?? "");
+    const acquired = await deps.pool.acquire(name);
+    if (acquired.kind === "unknown") {
+      return gatewayProblem({
+        status: 404,
+        code: "function-not-found",
+        title: "Not Found",
+        detail: `no function named "${name}" (see supabase/functions and config.toml)`,
+      }, requestId);
+    }
+    if (acquired.kind === "failed") {
+      return gatewayProblem({
+        status: 503,
+        code: "function-unavailable",
+        title: "Service Unavailable",
+        detail: `function "${name}" failed to start; see the dev server log`,
+        headers: { "retry-after": "1" },
+      }, requestId);
+    }
+    const spec = acquired.process.spec;
+    if (spec.verifyJwt && req.method !== "OPTIONS") {
+      const gate = await verifyJwt(req);
+      if (!gate.ok) {
+        return gatewayProblem({
+          status: 401,
+          code: gate.code,
+          title: "Unauthorized",
+          detail: `${gate.detail} (verify_jwt = true for "${name}" in config.toml)`,
+        }, requestId);
+      }
+    }
+    return await proxyToFunction(req, acquired.process, {
+      pathAndQuery: `/${rest}${url.search}`,
+      timeoutMs: deps.functionTimeoutMs,
+      requestId,
+    });
+  }
+
+  return async (req) => {
+    const started = performance.now();
+    const url = new URL(req.url);
+    const requestId = req.headers.get("x-request-id") ?? crypto.randomUUID();
+    const res = await route(req, url, requestId);
+    const ms = (performance.now() - started).toFixed(1);
+    deps.log(`${req.method} ${url.pathname} ${res.status} ${ms} ms`);
+    return res;
+  };
+}

@@ -1,0 +1,216 @@
+/**
+ * The whole local stack in one call: config, keys, gateway, database and
+ * functions (started side by side), scheduler and hot reload. `local/dev.ts`
+ * is the command-line face of this; tests may start it in-process.
+ */
+import { join } from "node:path";
+import { type Cron, startCron } from "./cron.ts";
+import { type DatabaseHandle, prepareDatabase } from "./database.ts";
+import type { DevOptions } from "./dev_flags.ts";
+import { functionEnv } from "./function_env.ts";
+import { FunctionPool } from "./function_pool.ts";
+import { discoverFunctions } from "./function_registry.ts";
+import { createGateway } from "./gateway.ts";
+import { loadOrCreateLocalKeys, type LocalKeys, publicJwks } from "./local_keys.ts";
+import { PortInUseError } from "./port_check.ts";
+import { PROJECT_ROOT } from "./postgres.ts";
+import { loadProjectConfig } from "./project_config.ts";
+import { watchForChanges } from "./watcher.ts";
+
+/** A running stack. */
+export interface Stack {
+  url: string;
+  port: number;
+  dbUrl: string;
+  keys: LocalKeys;
+  database: DatabaseHandle;
+  pool: FunctionPool;
+  /** Milliseconds from start to ready. */
+  readyMs: number;
+  stop(): Promise<void>;
+}
+
+/** Injected host access (tests pass their own). */
+export interface StackDeps {
+  log: (line: string) => void;
+  hostEnv: (name: string) => string | undefined;
+}
+
+const seconds = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
+
+async function hasFile(path: string): Promise<boolean> {
+  return await Deno.stat(path).then(() => true, () => false);
+}
+
+function listen(port: number, handler: Deno.ServeHandler): Deno.HttpServer {
+  try {
+    return Deno.serve({ hostname: "127.0.0.1", port, onListen: () => {} }, handler);
+  } catch (error) {
+    if (error instanceof Deno.errors.AddrInUse) throw new PortInUseError(port, "gateway", "--port");
+    throw error;
+  }
+}
+
+/** Starts everything; rejects (with everything it started stopped) on any start-up failure. */
+export async function startStack(options: DevOptions, deps: StackDeps): Promise<Stack> {
+  const t0 = performance.now();
+  const { log } = deps;
+  const config = await loadProjectConfig(options.workdir);
+  const port = options.port ?? config.apiPort ?? 54321;
+  const dbPort = options.dbPort ?? config.dbPort ?? 54322;
+  const url = `http://127.0.0.1:${port}`;
+  const dbUrl = options.dbUrl ?? `postgresql://postgres:postgres@127.0.0.1:${dbPort}/postgres`;
+  const keys = await loadOrCreateLocalKeys(options.dataDir);
+  const hasOwnConfig = await hasFile(join(options.workdir, "deno.json")) ||
+    await hasFile(join(options.workdir, "deno.jsonc"));
+  const pool = new FunctionPool({
+    env: await functionEnv({
+      supabaseUrl: url,
+      dbUrl,
+      keys,
+      workdir: options.workdir,
+      envFiles: options.envFiles,
+      hostEnv: deps.hostEnv,
+      log,
+    }),
+    cwd: options.workdir,
+    configFile: hasOwnConfig ? null : join(PROJECT_ROOT, "deno.json"),
+    log,
+  });
+  let ready = false;
+  const server = listen(
+    port,
+    createGateway({
+      pool,
+      jwks: publicJwks(keys),
+      functionTimeoutMs: options.functionTimeoutMs,
+      log,
+      isReady: () => ready,
+    }),
+  );
+  const cleanups: (() => Promise<void>)[] = [
+    () => pool.close(),
+    async () => {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([server.shutdown(), new Promise((r) => timer = setTimeout(r, 1000))]);
+      clearTimeout(timer);
+    },
+  ];
+  const stopAll = async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => {});
+  };
+  try {
+    const functionsTask = (async () => {
+      const started = performance.now();
+      const specs = await discoverFunctions(options.workdir, config);
+      await pool.sync(specs);
+      const failed = specs.filter((s) => pool.current(s.name)?.state === "failed");
+      const names = specs.map((s) => s.name).join(", ") || "none";
+      log(
+        `functions: ${names} started (${seconds(performance.now() - started)})` +
+          (failed.length ? `; FAILED: ${failed.map((s) => s.name).join(", ")}` : ""),
+      );
+    })();
+    functionsTask.catch(() => {});
+    const dbStarted = performance.now();
+    log(
+      options.dbUrl
+        ? "database: using SUPABASE_DB_URL"
+        : `database: embedded Postgres on 127.0.0.1:${dbPort}`,
+    );
+    const database = await prepareDatabase({
+      dbUrl: options.dbUrl,
+      dataDir: options.dataDir,
+      port: dbPort,
+      workdir: options.workdir,
+      restartDelayMs: options.dbRestartDelayMs,
+      log,
+    });
+    cleanups.unshift(() => database.stop());
+    log(
+      `migrations: ${database.applied.length} applied` +
+        (database.seeded ? ", seed.sql loaded" : "") +
+        ` (database ready in ${seconds(performance.now() - dbStarted)})`,
+    );
+    await functionsTask;
+
+    const stateFile = join(options.dataDir, "dev.json");
+    const writeState = () =>
+      Deno.writeTextFile(
+        stateFile,
+        JSON.stringify({
+          pid: Deno.pid,
+          url,
+          dbUrl,
+          postgresPid: database.pid(),
+        }),
+      );
+    await writeState();
+    database.onRestart = () => void writeState().catch(() => {});
+    cleanups.push(() => Deno.remove(stateFile).catch(() => {}));
+
+    if (options.watch) cleanups.push(startWatcher(options, pool, log));
+    let cron: Cron | null = null;
+    if (options.cron) {
+      cron = startCron({
+        url: `${url}/functions/v1/queue-worker`,
+        apiKey: keys.secretKeys.cron!,
+        intervalMs: options.cronIntervalSeconds * 1000,
+        enabled: () => pool.spec("queue-worker") !== undefined,
+        log,
+      });
+      cleanups.push(() => cron!.stop());
+    }
+    ready = true;
+    const readyMs = performance.now() - t0;
+    log(`ready in ${seconds(readyMs)}`);
+    return { url, port, dbUrl, keys, database, pool, readyMs, stop: stopAll };
+  } catch (error) {
+    await stopAll();
+    throw error;
+  }
+}
+
+function startWatcher(
+  options: DevOptions,
+  pool: FunctionPool,
+  log: (line: string) => void,
+): () => Promise<void> {
+  const functionsDir = join(options.workdir, "supabase", "functions");
+  const configFile = join(options.workdir, "supabase", "config.toml");
+  let chain = Promise.resolve();
+  let watcher: { close(): Promise<void> };
+  const paths = [functionsDir, configFile].filter((p) => {
+    try {
+      Deno.statSync(p);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+  try {
+    if (paths.length === 0) throw new Error("no supabase/functions folder");
+    watcher = watchForChanges(functionsDir, paths, (affected) => {
+      // One reload at a time, in order.
+      chain = chain.then(async () => {
+        const started = performance.now();
+        try {
+          const config = await loadProjectConfig(options.workdir);
+          const specs = await discoverFunctions(options.workdir, config);
+          await pool.sync(specs, affected);
+          const what = affected === "all" ? "all functions" : [...affected].join(", ");
+          log(`reloaded ${what} (${seconds(performance.now() - started)})`);
+        } catch (error) {
+          log(`reload failed: ${(error as Error).message}`);
+        }
+      });
+    });
+  } catch (error) {
+    log(`hot reload off: ${(error as Error).message}`);
+    return async () => {};
+  }
+  return async () => {
+    await watcher.close();
+    await chain;
+  };
+}

@@ -1,0 +1,161 @@
+/**
+ * The local gateway against real function processes (the fixture project) and
+ * a real database: routing, the verify_jwt gate, streaming, and the faults a
+ * function can cause (import error, crash, hang).
+ */
+import assert from "node:assert/strict";
+import { createLocalJWKSet, jwtVerify } from "npm:jose@6";
+import { parseDevFlags } from "../local/dev_flags.ts";
+import { signUserToken } from "../local/local_keys.ts";
+import { startStack } from "../local/stack.ts";
+import { freePort, freshDatabase } from "./_harness/database.ts";
+import { FIXTURE_WORKDIR, tempDir } from "./local/helpers.ts";
+
+async function problem(res: Response): Promise<{ status: number; code: string; detail: string }> {
+  assert.equal(res.headers.get("content-type"), "application/problem+json");
+  return await res.json();
+}
+
+Deno.test("local gateway: routing, verify_jwt, streaming and function faults", async (t) => {
+  await using db = await freshDatabase();
+  await using dir = await tempDir();
+  const logs: string[] = [];
+  const options = parseDevFlags([
+    "--workdir",
+    FIXTURE_WORKDIR,
+    "--data-dir",
+    dir.path,
+    "--port",
+    String(freePort()),
+    "--no-cron",
+    "--no-watch",
+    "--function-timeout",
+    "1.5",
+  ], (name) => (name === "SUPABASE_DB_URL" ? db.url : undefined));
+  const stack = await startStack(options, {
+    log: (line) => logs.push(line),
+    hostEnv: (name) => Deno.env.get(name),
+  });
+  const fn = `${stack.url}/functions/v1`;
+  try {
+    await t.step("the path inside the function starts at /<name>", async () => {
+      const res = await fetch(`${fn}/api/health`);
+      assert.equal(res.status, 200);
+      assert.equal((await res.json()).status, "pass");
+      const custom = await fetch(`${fn}/custom/a/b?x=1`);
+      assert.equal(await custom.text(), "custom /custom/a/b");
+    });
+
+    await t.step("unknown and disabled functions are 404 problems", async () => {
+      for (const path of ["/functions/v1/nope", "/functions/v1/disabled", "/rest/v1/notes"]) {
+        const res = await fetch(`${stack.url}${path}`);
+        assert.equal(res.status, 404, path);
+        const body = await problem(res);
+        assert.equal(body.status, 404);
+        assert.ok(res.headers.get("x-request-id"));
+      }
+    });
+
+    await t.step(
+      "a module that throws at import answers 503; the others keep serving",
+      async () => {
+        const res = await fetch(`${fn}/broken`);
+        assert.equal(res.status, 503);
+        assert.equal((await problem(res)).code, "function-unavailable");
+        assert.equal(res.headers.get("retry-after"), "1");
+        assert.ok(logs.some((l) => l.includes("broken fixture: thrown at import")), "error logged");
+        const ok = await fetch(`${fn}/api/health`);
+        assert.equal(ok.status, 200);
+        await ok.body?.cancel();
+      },
+    );
+
+    await t.step("a function that hangs past --function-timeout gets 504", async () => {
+      const res = await fetch(`${fn}/hang`);
+      assert.equal(res.status, 504);
+      const body = await problem(res);
+      assert.equal(body.code, "function-timeout");
+      assert.match(body.detail, /1500 ms/);
+    });
+
+    await t.step(
+      "a crash mid-request is a 502, logged, and the next request restarts it",
+      async () => {
+        const first = await fetch(`${fn}/crashy`);
+        const pidBefore = (await first.text()).split(" ")[1];
+        const res = await fetch(`${fn}/crashy/crash`);
+        assert.equal(res.status, 502);
+        assert.equal((await problem(res)).code, "function-crashed");
+        assert.ok(logs.some((l) => l.startsWith("[crashy] crashed")));
+        const again = await fetch(`${fn}/crashy`);
+        assert.equal(again.status, 200);
+        const pidAfter = (await again.text()).split(" ")[1];
+        assert.notEqual(pidAfter, pidBefore);
+        const api = await fetch(`${fn}/api/health`);
+        assert.equal(api.status, 200, "other functions were not affected");
+        await api.body?.cancel();
+      },
+    );
+
+    await t.step("verify_jwt = true: the gateway demands a valid local JWT", async () => {
+      const none = await fetch(`${fn}/guarded`);
+      assert.equal(none.status, 401);
+      assert.equal((await problem(none)).code, "missing-jwt");
+      const bad = await fetch(`${fn}/guarded`, { headers: { authorization: "Bearer a.b.c" } });
+      assert.equal(bad.status, 401);
+      assert.equal((await problem(bad)).code, "invalid-jwt");
+      const expired = await signUserToken(stack.keys, {
+        supabaseUrl: stack.url,
+        now: () => Date.now() - 7200_000,
+      });
+      const old = await fetch(`${fn}/guarded`, { headers: { authorization: `Bearer ${expired}` } });
+      assert.equal(old.status, 401);
+      await old.body?.cancel();
+      const token = await signUserToken(stack.keys, { supabaseUrl: stack.url });
+      const ok = await fetch(`${fn}/guarded`, { headers: { authorization: `Bearer ${token}` } });
+      assert.equal(ok.status, 200);
+      assert.equal(await ok.text(), "guarded ok");
+      // verify_jwt = false: the function decides (here it accepts the publishable key).
+      const echo = await fetch(`${fn}/api`, {
+        method: "POST",
+        headers: { apikey: stack.keys.publishableKeys.default! },
+        body: JSON.stringify({ action: "echo", payload: { message: "hi" } }),
+      });
+      assert.deepEqual(await echo.json(), { data: { message: "hi" } });
+    });
+
+    await t.step("JWKS is served and verifies the stack's user tokens", async () => {
+      const res = await fetch(`${stack.url}/auth/v1/.well-known/jwks.json`);
+      const jwks = await res.json();
+      assert.equal(jwks.keys.length, 1);
+      assert.equal(jwks.keys[0].d, undefined);
+      const token = await signUserToken(stack.keys, { supabaseUrl: stack.url, sub: "s1" });
+      const { payload } = await jwtVerify(token, createLocalJWKSet(jwks));
+      assert.equal(payload.sub, "s1");
+    });
+
+    await t.step("response bodies stream through (first chunk arrives while open)", async () => {
+      const res = await fetch(`${fn}/stream`);
+      const reader = res.body!.getReader();
+      const { value } = await reader.read();
+      assert.equal(new TextDecoder().decode(value), "first chunk\n");
+      await reader.cancel();
+    });
+
+    await t.step("request bodies stream through", async () => {
+      const chunk = new Uint8Array(64 * 1024).fill(97);
+      let sent = 0;
+      const body = new ReadableStream<Uint8Array>({
+        pull(controller) {
+          if (sent === 16) return controller.close();
+          sent++;
+          controller.enqueue(chunk);
+        },
+      });
+      const res = await fetch(`${fn}/stream`, { method: "POST", body });
+      assert.equal(await res.text(), String(16 * 64 * 1024));
+    });
+  } finally {
+    await stack.stop();
+  }
+});
