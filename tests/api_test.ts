@@ -35,6 +35,7 @@ Deno.test("api over HTTP: happy paths, RLS, and every bad input", async (t) => {
   const project = await makeProject({ ALLOWED_ORIGINS: ORIGIN, SUPABASE_DB_URL: db.url });
   const fn = startApi(project.env);
   await using server = serve(fn.fetch);
+  await using _pool = { [Symbol.asyncDispose]: () => fn.close() };
   const url = `${server.url}/functions/v1/api`;
   const alice = await signToken(project.es256, { sub: crypto.randomUUID(), email: "a@x.dev" });
   const bob = await signToken(project.rs256, { sub: crypto.randomUUID(), email: "b@x.dev" });

@@ -83,6 +83,8 @@ export interface FunctionDeps {
 /** A deployable function: `export default defineFunction(...)`. */
 export interface EdgeFunction {
   fetch(req: Request): Promise<Response>;
+  /** Releases the database pool (tests, graceful shutdown). */
+  close(): Promise<void>;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -219,6 +221,7 @@ export function defineFunction(spec: FunctionSpec, overrides: Partial<FunctionDe
   }
 
   return {
+    close: () => deps.db.close(),
     async fetch(req: Request): Promise<Response> {
       const started = performance.now();
       const given = req.headers.get("x-request-id");
