@@ -38,7 +38,7 @@ export function corsPolicy(allowedOrigins: string[]): CorsPolicy {
   const any = allowedOrigins.includes("*");
   const exact = new Set(allowedOrigins.filter((o) => !o.includes("*")));
   const wildcards = allowedOrigins.filter((o) => o.includes("*") && o !== "*").map((o) =>
-    new RegExp("^" + o.replace(/[.+?^${}()|[\]\\]/g, "\\$&").replace("\\*", "[^./]+") + "$")
+    new RegExp("^" + o.replace(/[.+?^${}()|[\]\\]/g, "\\$&").replace("*", "[^./]+") + "$")
   );
   const allows = (origin: string | null) =>
     origin !== null && (any || exact.has(origin) || wildcards.some((re) => re.test(origin)));
