@@ -27,6 +27,14 @@ export async function readBodyBytes(req: Request, limit: number): Promise<Uint8A
   const declared = req.headers.get("content-length");
   if (declared !== null && Number(declared) > limit) throw tooLarge(limit);
   if (!req.body) return new Uint8Array(0);
+  if (declared !== null) {
+    // On the wire, HTTP framing makes the body exactly Content-Length bytes, so
+    // the runtime's native read is safe; the size is still checked afterwards
+    // for constructed Requests whose header may lie.
+    const bytes = new Uint8Array(await req.arrayBuffer());
+    if (bytes.byteLength > limit) throw tooLarge(limit);
+    return bytes;
+  }
   const reader = req.body.getReader();
   const chunks: Uint8Array[] = [];
   let size = 0;

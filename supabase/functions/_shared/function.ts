@@ -153,7 +153,8 @@ export function defineFunction(spec: FunctionSpec, overrides: Partial<FunctionDe
 
   async function dispatch(
     req: Request,
-    url: URL,
+    url: string,
+    responseHeaders: Record<string, string>,
     path: string,
     requestId: string,
     note: { action?: string; auth?: string },
@@ -168,7 +169,10 @@ export function defineFunction(spec: FunctionSpec, overrides: Partial<FunctionDe
       requestId,
       env,
       log,
-      query: url.searchParams,
+      // Parsed only if a handler asks for it.
+      get query() {
+        return new URL(url).searchParams;
+      },
       // A getter: touching req.signal has a cost in Deno.serve, most handlers never do.
       get signal() {
         return req.signal;
@@ -189,7 +193,10 @@ export function defineFunction(spec: FunctionSpec, overrides: Partial<FunctionDe
         : undefined;
       const ctx = context(authCtx, matched.params);
       const headers = await limit(r.rateLimit, ctx, `${r.method} ${r.path}`);
-      return { res: toResponse(await r.handler({ ...ctx, input })), extraHeaders: headers };
+      return {
+        res: toResponse(await r.handler({ ...ctx, input }), responseHeaders),
+        extraHeaders: headers,
+      };
     }
     if (matched && "allow" in matched) throw methodNotAllowed([...matched.allow, "OPTIONS"]);
     if (path === "" && actions.size > 0) {
@@ -209,7 +216,10 @@ export function defineFunction(spec: FunctionSpec, overrides: Partial<FunctionDe
       const input = parseInput(def.input, envelope.payload, "/payload");
       const ctx = context(authCtx, {});
       const headers = await limit(def.rateLimit, ctx, envelope.action);
-      return { res: toResponse(await def.handler(input, ctx)), extraHeaders: headers };
+      return {
+        res: toResponse(await def.handler(input, ctx), responseHeaders),
+        extraHeaders: headers,
+      };
     }
     throw new HttpError({ status: 404, code: "not_found", detail: `No route for ${path || "/"}.` });
   }
@@ -228,8 +238,9 @@ export function defineFunction(spec: FunctionSpec, overrides: Partial<FunctionDe
       const requestId = given && REQUEST_ID.test(given) ? given : crypto.randomUUID();
       const origin = req.headers.get("origin");
       const corsHeaders = cors.headersFor(origin);
-      const url = new URL(req.url);
-      const path = subPath(url.pathname, spec.name);
+      const url = req.url;
+      const path = subPath(pathOf(url), spec.name);
+      const responseHeaders = { ...corsHeaders, "x-request-id": requestId };
       const note: { action?: string; auth?: string } = {};
       let res: Response;
       if (req.method === "OPTIONS") {
@@ -240,7 +251,7 @@ export function defineFunction(spec: FunctionSpec, overrides: Partial<FunctionDe
         );
       } else {
         try {
-          const out = await dispatch(req, url, path, requestId, note);
+          const out = await dispatch(req, url, responseHeaders, path, requestId, note);
           res = out.res;
           if (out.extraHeaders) {
             for (const k in out.extraHeaders) res.headers.set(k, out.extraHeaders[k]!);
@@ -258,8 +269,8 @@ export function defineFunction(spec: FunctionSpec, overrides: Partial<FunctionDe
           res = problemResponse(error, requestId);
         }
       }
-      res = withCors(res, corsHeaders);
-      res.headers.set("x-request-id", requestId);
+      // Plain-data answers were built with these headers already.
+      if (res.headers.get("x-request-id") !== requestId) res = withCors(res, responseHeaders);
       if (accessLog) {
         log.info("request", {
           requestId,
@@ -285,10 +296,22 @@ function methodNotAllowed(allow: string[]): HttpError {
 }
 
 /** A handler's return value as a response: Responses pass through, anything else is `{data}`. */
-function toResponse(value: unknown): Response {
+function toResponse(value: unknown, headers: Record<string, string>): Response {
   if (value instanceof Response) return value;
   return new Response(JSON.stringify({ data: value ?? null }), {
     status: 200,
-    headers: { "content-type": "application/json" },
+    headers: { "content-type": "application/json", ...headers },
   });
+}
+
+/** The path of an absolute URL string, without building a URL object (hot path). */
+function pathOf(url: string): string {
+  const start = url.indexOf("/", url.indexOf("//") + 2);
+  if (start === -1) return "/";
+  let end = url.length;
+  const q = url.indexOf("?", start);
+  if (q !== -1) end = q;
+  const h = url.indexOf("#", start);
+  if (h !== -1 && h < end) end = h;
+  return url.slice(start, end);
 }
