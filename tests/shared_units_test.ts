@@ -1,7 +1,8 @@
 /** Unit tests of the small _shared modules, with real Requests and Responses. */
 import assert from "node:assert/strict";
 import { readBodyBytes, readJsonBody } from "../supabase/functions/_shared/body.ts";
-import { corsPolicy } from "../supabase/functions/_shared/cors.ts";
+import { corsHeaders as supabaseCors } from "npm:@supabase/supabase-js@2/cors";
+import { ALLOWED_HEADERS, corsPolicy } from "../supabase/functions/_shared/cors.ts";
 import { EnvError, readEnv } from "../supabase/functions/_shared/env.ts";
 import { HttpError, problemResponse } from "../supabase/functions/_shared/errors.ts";
 import { defineFunction } from "../supabase/functions/_shared/function.ts";
@@ -177,4 +178,13 @@ Deno.test("routes: params, 405 with Allow, 404, both path forms", async () => {
   const r4 = await fn.fetch(new Request("http://x/items/items/%E0%A4%A"));
   assert.equal(r4.status, 400);
   await r4.body?.cancel();
+});
+
+Deno.test("cors: allows every header supabase-js sends (its own exported list) plus x-region", () => {
+  const ours = new Set(ALLOWED_HEADERS.split(",").map((h) => h.trim()));
+  const theirs = String(supabaseCors["Access-Control-Allow-Headers"]).split(",").map((h) =>
+    h.trim().toLowerCase()
+  );
+  assert.ok(theirs.length >= 4);
+  for (const h of [...theirs, "x-region"]) assert.ok(ours.has(h), `missing ${h}`);
 });

@@ -3,8 +3,16 @@
  * cached, refreshed after `maxAgeMs`, and refetched on an unknown `kid` at most
  * once per `cooldownMs` (so a flood of forged kids cannot hammer the auth server).
  */
-import { importJWK, type JWK } from "npm:jose@6";
+import type { JWK } from "npm:jose@6";
 import { HttpError } from "./errors.ts";
+
+let jose: Promise<typeof import("npm:jose@6")> | undefined;
+
+/** jose, loaded on the first verification: /health and API-key calls never pay for it. */
+export function loadJose(): Promise<typeof import("npm:jose@6")> {
+  jose ??= import("npm:jose@6");
+  return jose;
+}
 
 /** Algorithms accepted from a JWKS; HS256 is handled separately (legacy secret). */
 export const ASYMMETRIC_ALGS = new Set(["ES256", "RS256"]);
@@ -40,7 +48,6 @@ export class JwksKeyStore {
       maxAgeMs: options.maxAgeMs ?? 600_000,
       timeoutMs: options.timeoutMs ?? 5_000,
     };
-    if (options.inline) this.#ready = this.#install(options.inline.keys);
   }
 
   /** True when this store can verify anything at all. */
@@ -58,7 +65,8 @@ export class JwksKeyStore {
    * kid is unknown (subject to the cooldown). Undefined when no such key exists.
    */
   async get(kid: string, alg: string): Promise<CryptoKey | undefined> {
-    if (this.#ready) await this.#ready;
+    // Inline keys are imported on first use, not at start-up (cold start).
+    if (this.#opts.inline) await (this.#ready ??= this.#install(this.#opts.inline.keys));
     const now = this.#opts.now();
     if (this.#opts.url) {
       const stale = now - this.#loadedAt > this.#opts.maxAgeMs;
@@ -113,6 +121,7 @@ export class JwksKeyStore {
         continue;
       }
       try {
+        const { importJWK } = await loadJose();
         const key = await importJWK({ ...(jwk as JWK), alg }, alg);
         if (key instanceof CryptoKey) next.set(kid, { alg, key, fingerprint });
       } catch {

@@ -7,8 +7,7 @@
  * `exp`, and only while the JWKS still binds their `kid` to the same key: an
  * ES256 verification costs ~0.2 ms of CPU, a cache hit a map lookup.
  */
-import { decodeProtectedHeader, jwtVerify } from "npm:jose@6";
-import { ASYMMETRIC_ALGS, type JwksKeyStore } from "./jwks.ts";
+import { ASYMMETRIC_ALGS, type JwksKeyStore, loadJose } from "./jwks.ts";
 
 /** The claims of a verified token. */
 export type JwtClaims = Record<string, unknown> & {
@@ -87,6 +86,7 @@ export class JwtVerifier {
     token: string,
     now: number,
   ): Promise<{ claims: JwtClaims; key: CryptoKey | "legacy"; kid: string }> {
+    const { decodeProtectedHeader, jwtVerify } = await loadJose();
     let header: { alg?: string; kid?: string };
     try {
       header = decodeProtectedHeader(token);
