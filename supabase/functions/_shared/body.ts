@@ -26,15 +26,16 @@ export function isJsonContentType(value: string | null): boolean {
 export async function readBodyBytes(req: Request, limit: number): Promise<Uint8Array> {
   const declared = req.headers.get("content-length");
   if (declared !== null && Number(declared) > limit) throw tooLarge(limit);
-  if (!req.body) return new Uint8Array(0);
   if (declared !== null) {
     // On the wire, HTTP framing makes the body exactly Content-Length bytes, so
-    // the runtime's native read is safe; the size is still checked afterwards
-    // for constructed Requests whose header may lie.
+    // the runtime's native read is safe (and touching req.body first would build
+    // a ReadableStream for nothing); the size is still checked afterwards for
+    // constructed Requests whose header may lie.
     const bytes = new Uint8Array(await req.arrayBuffer());
     if (bytes.byteLength > limit) throw tooLarge(limit);
     return bytes;
   }
+  if (!req.body) return new Uint8Array(0);
   const reader = req.body.getReader();
   const chunks: Uint8Array[] = [];
   let size = 0;
@@ -62,7 +63,8 @@ export async function readBodyBytes(req: Request, limit: number): Promise<Uint8A
   return out;
 }
 
-const decoder = new TextDecoder("utf-8", { fatal: true });
+const decoder = new TextDecoder();
+const strictDecoder = new TextDecoder("utf-8", { fatal: true });
 
 /** Reads and parses a JSON body: 415 wrong type, 413 too large, 400 malformed. */
 export async function readJsonBody(req: Request, limit = DEFAULT_BODY_LIMIT): Promise<unknown> {
@@ -75,13 +77,21 @@ export async function readJsonBody(req: Request, limit = DEFAULT_BODY_LIMIT): Pr
     });
   }
   const bytes = await readBodyBytes(req, limit);
-  let text: string;
-  try {
-    text = decoder.decode(bytes);
-  } catch {
-    throw new HttpError({ status: 400, code: "malformed_body", detail: "The body is not UTF-8." });
+  // The lenient decoder is the runtime's fast path; only a body that decoded to a
+  // replacement character (rare) is re-checked strictly to tell bad bytes apart.
+  const text = decoder.decode(bytes);
+  if (text.includes("\uFFFD")) {
+    try {
+      strictDecoder.decode(bytes);
+    } catch {
+      throw new HttpError({
+        status: 400,
+        code: "malformed_body",
+        detail: "The body is not UTF-8.",
+      });
+    }
   }
-  if (text.trim() === "") {
+  if (text.length === 0) {
     throw new HttpError({ status: 400, code: "malformed_json", detail: "The body is empty." });
   }
   try {

@@ -164,24 +164,8 @@ export function defineFunction(spec: FunctionSpec, overrides: Partial<FunctionDe
       if (path === "/health") return { res: healthResponse(LIVE) };
       if (path === "/ready") return { res: healthResponse(await ready()) };
     }
-    const context = (authCtx: AuthContext, params: Record<string, string>): HandlerContext => ({
-      req,
-      requestId,
-      env,
-      log,
-      // Parsed only if a handler asks for it.
-      get query() {
-        return new URL(url).searchParams;
-      },
-      // A getter: touching req.signal has a cost in Deno.serve, most handlers never do.
-      get signal() {
-        return req.signal;
-      },
-      auth: authCtx,
-      params,
-      waitUntil: deps.waitUntil,
-      db: deps.db,
-    });
+    const context = (authCtx: AuthContext, params: Record<string, string>): HandlerContext =>
+      new RequestContext(req, url, requestId, env, log, authCtx, params, deps);
 
     const matched = routes.match(req.method, path);
     if (matched && "route" in matched) {
@@ -192,9 +176,11 @@ export function defineFunction(spec: FunctionSpec, overrides: Partial<FunctionDe
         ? parseInput(r.input, await readJsonBody(req, bodyLimit), "")
         : undefined;
       const ctx = context(authCtx, matched.params);
-      const headers = await limit(r.rateLimit, ctx, `${r.method} ${r.path}`);
+      const headers = r.rateLimit ?? spec.rateLimit
+        ? await limit(r.rateLimit, ctx, `${r.method} ${r.path}`)
+        : undefined;
       return {
-        res: toResponse(await r.handler({ ...ctx, input }), responseHeaders),
+        res: toResponse(await r.handler(Object.assign(ctx, { input })), responseHeaders),
         extraHeaders: headers,
       };
     }
@@ -215,7 +201,9 @@ export function defineFunction(spec: FunctionSpec, overrides: Partial<FunctionDe
       note.auth = authCtx.mode;
       const input = parseInput(def.input, envelope.payload, "/payload");
       const ctx = context(authCtx, {});
-      const headers = await limit(def.rateLimit, ctx, envelope.action);
+      const headers = def.rateLimit ?? spec.rateLimit
+        ? await limit(def.rateLimit, ctx, envelope.action)
+        : undefined;
       return {
         res: toResponse(await def.handler(input, ctx), responseHeaders),
         extraHeaders: headers,
@@ -233,7 +221,7 @@ export function defineFunction(spec: FunctionSpec, overrides: Partial<FunctionDe
   return {
     close: () => deps.db.close(),
     async fetch(req: Request): Promise<Response> {
-      const started = performance.now();
+      const started = accessLog ? performance.now() : 0;
       const given = req.headers.get("x-request-id");
       const requestId = given && REQUEST_ID.test(given) ? given : crypto.randomUUID();
       const origin = req.headers.get("origin");
@@ -284,6 +272,34 @@ export function defineFunction(spec: FunctionSpec, overrides: Partial<FunctionDe
       return res;
     },
   } satisfies EdgeFunction;
+}
+
+/**
+ * The handler context. A class, so `query` and `signal` are prototype getters:
+ * parsing the URL or touching `req.signal` costs time and most handlers need neither.
+ */
+class RequestContext implements HandlerContext {
+  readonly waitUntil: (promise: Promise<unknown>) => void;
+  readonly db: Database;
+  constructor(
+    readonly req: Request,
+    readonly url: string,
+    readonly requestId: string,
+    readonly env: Env,
+    readonly log: Logger,
+    readonly auth: AuthContext,
+    readonly params: Record<string, string>,
+    deps: FunctionDeps,
+  ) {
+    this.waitUntil = deps.waitUntil;
+    this.db = deps.db;
+  }
+  get query(): URLSearchParams {
+    return new URL(this.url).searchParams;
+  }
+  get signal(): AbortSignal {
+    return this.req.signal;
+  }
 }
 
 function methodNotAllowed(allow: string[]): HttpError {
