@@ -42,7 +42,11 @@ export type BreakerState =
   };
 
 /** Observes state changes (shared-state publication, metrics, logs). */
-export type TransitionListener = (breaker: CircuitBreaker, from: BreakerState) => void;
+export type TransitionListener = (
+  breaker: CircuitBreaker,
+  from: BreakerState,
+  to: BreakerState,
+) => void;
 
 /** Lets a shared store refresh this breaker; called on every call, must be cheap. */
 export interface BreakerSync {
@@ -313,6 +317,6 @@ export class CircuitBreaker {
     this.#state = next;
     this.#generation++;
     for (const c of this.#counters) c.reset();
-    for (const listener of this.#onTransition) listener(this, from);
+    for (const listener of this.#onTransition) listener(this, from, next);
   }
 }
