@@ -20,6 +20,9 @@ create table resilience.rate_limits (
   updated_ms double precision not null
 );
 alter table resilience.rate_limits enable row level security;
+-- Explicitly nobody: rows are reached only through the security definer functions below.
+create policy "rate_limits: no direct access" on resilience.rate_limits
+  as restrictive for all to public using (false) with check (false);
 revoke all on resilience.rate_limits from public, anon, authenticated;
 comment on table resilience.rate_limits is
   'GCRA state per rate-limit key; rows with tat_ms in the past are equivalent to absent.';
@@ -108,6 +111,8 @@ create table resilience.breaker_states (
   check ((state = 'open') = (open_until is not null))
 );
 alter table resilience.breaker_states enable row level security;
+create policy "breaker_states: no direct access" on resilience.breaker_states
+  as restrictive for all to public using (false) with check (false);
 revoke all on resilience.breaker_states from public, anon, authenticated;
 comment on table resilience.breaker_states is
   'Latest trip or recovery per circuit-breaker key, shared across Edge Function isolates.';
