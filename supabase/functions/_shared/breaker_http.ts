@@ -1,0 +1,71 @@
+/**
+ * Breakers on the request path: an open breaker answers 503 problem+json with
+ * `Retry-After`, and breaker state shows in `/ready`.
+ *
+ * @example
+ * try {
+ *   return await breaker.execute((signal) => fetch(url, { signal }));
+ * } catch (error) {
+ *   throw circuitOpenHttpError(error); // 503 circuit_open for a refusal, else unchanged
+ * }
+ */
+import { CircuitOpenError } from "./breaker_errors.ts";
+import type { BreakerRegistry } from "./breaker_registry.ts";
+import type { CircuitBreaker } from "./circuit_breaker.ts";
+import { HttpError } from "./errors.ts";
+import type { CheckResult, ReadinessCheck } from "./health.ts";
+
+/** Maps a breaker refusal to 503 `circuit_open` with `Retry-After`; other values pass through. */
+export function circuitOpenHttpError(error: unknown): unknown {
+  if (!(error instanceof CircuitOpenError)) return error;
+  return new HttpError({
+    status: 503,
+    code: "circuit_open",
+    // The key names a dependency, which callers need not know.
+    detail: "A dependency is unavailable; try again later.",
+    headers: { "retry-after": String(Math.max(1, Math.ceil(error.retryAfterMs / 1000))) },
+    cause: error,
+  });
+}
+
+/** Options of {@link breakerReadiness}. */
+export interface BreakerReadinessOptions {
+  /** Check name in the `/ready` body (default `circuits`). */
+  name?: string;
+  /** An open breaker on a critical dependency fails readiness; otherwise it warns (default false). */
+  critical?: boolean;
+}
+
+/**
+ * A readiness check over breakers: `fail` when any is open (reported as `warn`
+ * for a non-critical dependency), `warn` while one is probing (half-open).
+ * No I/O: it reads in-memory state, so it is safe to run on every probe.
+ */
+export function breakerReadiness(
+  source: CircuitBreaker | CircuitBreaker[] | BreakerRegistry,
+  options: BreakerReadinessOptions = {},
+): ReadinessCheck {
+  const all = (): Iterable<CircuitBreaker> =>
+    Array.isArray(source) ? source : "values" in source ? source.values() : [source];
+  return {
+    name: options.name ?? "circuits",
+    critical: options.critical ?? false,
+    check(): Promise<CheckResult> {
+      let total = 0;
+      let open = 0;
+      let probing = 0;
+      for (const b of all()) {
+        total++;
+        const kind = b.state.kind;
+        if (kind === "open") open++;
+        else if (kind === "half_open") probing++;
+      }
+      // Counts only: breaker keys name internal dependencies.
+      if (open > 0) return Promise.resolve({ status: "fail", detail: `${open} of ${total} open` });
+      if (probing > 0) {
+        return Promise.resolve({ status: "warn", detail: `${probing} of ${total} half-open` });
+      }
+      return Promise.resolve({ status: "pass" });
+    },
+  };
+}

@@ -1,0 +1,163 @@
+/**
+ * Postgres-backed rate limiting: one call to `resilience.rate_limit` (GCRA, one
+ * SQL statement) per decision, so every isolate shares the same counters.
+ *
+ * @example
+ * const policy = { name: "default", limit: 100, periodSeconds: 60 };
+ * const d = await rateLimit(policy, `user:${sub}`, { sql });
+ * if (!d.allowed) throw rateLimitedError(d, policy);
+ */
+import type { Sql } from "npm:postgres@3";
+import { CircuitBreaker } from "./circuit_breaker.ts";
+
+/** A limit: `limit` units per `periodSeconds`, bursts of up to `limit`. */
+export interface RateLimitRule {
+  /** Appears in the RateLimit headers; also namespaces the stored keys. */
+  name: string;
+  limit: number;
+  periodSeconds: number;
+  /** Units one request spends (default 1). */
+  cost?: number;
+  /** When the store is unreachable: admit (`open`, default, logged) or refuse (`closed`). */
+  onStoreError?: "open" | "closed";
+  /** Time budget of one decision before the store counts as unreachable (default 500 ms). */
+  timeoutMs?: number;
+}
+
+/** The outcome of one decision, in the units of the IETF RateLimit headers. */
+export interface RateLimitDecision {
+  allowed: boolean;
+  limit: number;
+  /** Units left right after this decision. */
+  remaining: number;
+  /** Seconds until the quota is whole again. */
+  resetSeconds: number;
+  /** Seconds to wait before retrying (0 when allowed). */
+  retryAfterSeconds: number;
+  /** Set when the store could not be asked and the rule's `onStoreError` decided. */
+  degraded?: "open" | "closed";
+}
+
+/** Where warnings go (the shared Logger fits). */
+export interface WarnLog {
+  warn(msg: string, fields?: Record<string, unknown>): void;
+}
+
+/** Injected collaborators. */
+export interface RateLimitDeps {
+  sql: Sql;
+  log?: WarnLog;
+  /**
+   * Guards the store: when Postgres is down, decisions stop waiting for it.
+   * Default: one breaker per `sql` client.
+   */
+  breaker?: CircuitBreaker;
+}
+
+const storeBreakers = new WeakMap<Sql, CircuitBreaker>();
+
+function storeBreaker(sql: Sql): CircuitBreaker {
+  let b = storeBreakers.get(sql);
+  if (!b) {
+    b = new CircuitBreaker({
+      key: "rate-limit-store",
+      policies: [{ kind: "consecutive", failures: 3 }],
+      openMs: 5_000,
+    });
+    storeBreakers.set(sql, b);
+  }
+  return b;
+}
+
+const consoleWarn: WarnLog = {
+  warn: (msg, fields) => console.warn(JSON.stringify({ level: "warn", msg, ...fields })),
+};
+
+interface Row {
+  allowed: boolean;
+  remaining: number;
+  reset_ms: number;
+  retry_after_ms: number;
+}
+
+/** Rejects with the signal's reason when it aborts: a connect that hangs must not stall requests. */
+function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason);
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
+}
+
+/** Validates a rule; a wrong rule is a programming error, thrown at once. */
+export function checkRule(rule: RateLimitRule): void {
+  const cost = rule.cost ?? 1;
+  if (!Number.isInteger(rule.limit) || rule.limit < 1) throw new RangeError("limit must be >= 1");
+  if (!(rule.periodSeconds > 0)) throw new RangeError("periodSeconds must be > 0");
+  if (!Number.isInteger(cost) || cost < 1 || cost > rule.limit) {
+    throw new RangeError("cost must be an integer in 1..limit");
+  }
+}
+
+/** Takes one decision for `key` under `rule`. Never throws for store failures. */
+export async function rateLimit(
+  rule: RateLimitRule,
+  key: string,
+  deps: RateLimitDeps,
+): Promise<RateLimitDecision> {
+  checkRule(rule);
+  const periodMs = Math.round(rule.periodSeconds * 1000);
+  const breaker = deps.breaker ?? storeBreaker(deps.sql);
+  try {
+    const rows = await breaker.execute(
+      (signal) =>
+        abortable(
+          deps.sql<Row[]>`
+            select * from resilience.rate_limit(
+              ${`${rule.name}:${key}`}, ${rule.limit}, ${periodMs}, ${rule.cost ?? 1}
+            )`,
+          signal,
+        ),
+      { timeoutMs: rule.timeoutMs ?? 500 },
+    );
+    const row = rows[0]!;
+    return {
+      allowed: row.allowed,
+      limit: rule.limit,
+      remaining: row.remaining,
+      resetSeconds: Math.ceil(row.reset_ms / 1000),
+      retryAfterSeconds: row.allowed ? 0 : Math.max(1, Math.ceil(row.retry_after_ms / 1000)),
+    };
+  } catch (error) {
+    return storeUnavailable(rule, error, deps.log, breaker.retryAfterMs());
+  }
+}
+
+/**
+ * The decision when the store could not answer: the rule's `onStoreError`
+ * decides (default: admit), and a warning is logged either way.
+ */
+export function storeUnavailable(
+  rule: RateLimitRule,
+  error: unknown,
+  log: WarnLog = consoleWarn,
+  retryAfterMs = 0,
+): RateLimitDecision {
+  const mode = rule.onStoreError ?? "open";
+  log.warn("rate limit store unavailable", {
+    policy: rule.name,
+    failMode: mode,
+    error: error instanceof Error ? error.message : String(error),
+  });
+  const allowed = mode === "open";
+  return {
+    allowed,
+    limit: rule.limit,
+    remaining: allowed ? rule.limit : 0,
+    resetSeconds: 0,
+    // Refusing for lack of a store: ask the client to come back once it may be back.
+    retryAfterSeconds: allowed ? 0 : Math.max(1, Math.ceil(retryAfterMs / 1000)),
+    degraded: mode,
+  };
+}
