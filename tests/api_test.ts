@@ -83,6 +83,8 @@ Deno.test("api over HTTP: happy paths, RLS, and every bad input", async (t) => {
     for (const body of ["one", "two"]) {
       const res = await call({ action: "notes.create", payload: { body } }, asAlice);
       assert.equal(res.status, 200);
+      assert.match(res.headers.get("ratelimit-policy")!, /q=30;w=60/);
+      assert.match(res.headers.get("ratelimit")!, /r=\d+/);
       await res.body?.cancel();
     }
     const mine = await (await call({ action: "notes.list", payload: {} }, asAlice)).json();

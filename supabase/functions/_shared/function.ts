@@ -29,6 +29,8 @@ import { corsPolicy, preflightHeaders, withCors } from "./cors.ts";
 import { createDatabase, type Database, databaseError } from "./db.ts";
 import { type Env, readEnv } from "./env.ts";
 import { HttpError, problemResponse, toHttpError } from "./errors.ts";
+import { circuitOpenHttpError } from "./breaker_http.ts";
+import { createRateLimiter } from "./rate_limit_http.ts";
 import {
   createReadiness,
   healthResponse,
@@ -129,9 +131,14 @@ export function defineFunction(spec: FunctionSpec, overrides: Partial<FunctionDe
     fetch: overrides.fetch ?? globalThis.fetch.bind(globalThis),
     now: overrides.now ?? Date.now,
     db: overrides.db ?? createDatabase(env.dbUrl),
-    rateLimiter: overrides.rateLimiter ?? null,
+    rateLimiter: null,
     waitUntil: overrides.waitUntil ?? defaultWaitUntil(log),
   };
+  // Declared rate limits are enforced in Postgres (one statement per decision);
+  // pass `rateLimiter: null` to turn enforcement off.
+  deps.rateLimiter = overrides.rateLimiter === undefined
+    ? createRateLimiter(deps.db)
+    : overrides.rateLimiter;
   const cors = corsPolicy(env.allowedOrigins);
   const auth: Authenticator = createAuthenticator(env, { fetch: deps.fetch, now: deps.now });
   const defaultAuth = asList(spec.auth, ["user"]);
@@ -245,7 +252,7 @@ export function defineFunction(spec: FunctionSpec, overrides: Partial<FunctionDe
             for (const k in out.extraHeaders) res.headers.set(k, out.extraHeaders[k]!);
           }
         } catch (thrown) {
-          const error = toHttpError(databaseError(thrown));
+          const error = toHttpError(circuitOpenHttpError(databaseError(thrown)));
           if (error.status >= 500) {
             log.error("request failed", {
               requestId,

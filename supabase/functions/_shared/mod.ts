@@ -17,3 +17,8 @@ export { type Env, readEnv } from "./env.ts";
 export { createDatabase, type Database } from "./db.ts";
 export { createLogger, type Logger } from "./log.ts";
 export { type CheckResult, type ReadinessCheck } from "./health.ts";
+export { CircuitBreaker } from "./circuit_breaker.ts";
+export { BreakerRegistry } from "./breaker_registry.ts";
+export { breakerReadiness, circuitOpenHttpError } from "./breaker_http.ts";
+export { outboundFetch } from "./outbound_fetch.ts";
+export { createRateLimiter } from "./rate_limit_http.ts";

@@ -35,6 +35,8 @@ export const apiSpec: FunctionSpec = {
     }),
 
     "notes.create": action({
+      // Per user, enforced in Postgres across every isolate (429 + RateLimit headers).
+      rateLimit: { limit: 30, periodSeconds: 60, key: "user" },
       input: z.object({ body: z.string().trim().min(1).max(10_000) }),
       handler: ({ body }, { auth, db }) =>
         db.asUser(auth, async (tx) => {
