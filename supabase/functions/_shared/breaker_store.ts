@@ -107,7 +107,13 @@ export class SharedBreakerState {
       const state = published(from, to);
       if (state === null) return;
       const openUntil = to.kind === "open" ? to.openUntil : null;
-      this.#track(this.#store.publish(b.key, state, openUntil, this.isolateId));
+      // Publications of one isolate are serialised: a trip and the recovery right
+      // after it must reach the store in that order, whatever the pool does.
+      const publish = this.#publishing.catch(() => {}).then(() =>
+        this.#store.publish(b.key, state, openUntil, this.isolateId)
+      );
+      this.#publishing = publish;
+      this.#track(publish);
     });
   }
 
@@ -115,6 +121,8 @@ export class SharedBreakerState {
   async flush(): Promise<void> {
     while (this.#pending.size > 0) await Promise.all(this.#pending);
   }
+
+  #publishing: Promise<void> = Promise.resolve();
 
   #apply(b: CircuitBreaker, record: SharedRecord): void {
     const local = b.state;
