@@ -82,8 +82,13 @@ async function cluster(): Promise<{ adminUrl: string; template: string }> {
   return await privateCluster;
 }
 
-/** Creates a fresh database from the migrated template. */
-export async function freshDatabase(): Promise<TestDatabase> {
+/**
+ * Creates a fresh database from the migrated template, or, with
+ * `{ migrated: false }`, an empty one holding only the local bootstrap.
+ */
+export async function freshDatabase(
+  options: { migrated?: boolean } = {},
+): Promise<TestDatabase> {
   const { adminUrl, template } = await cluster();
   const name = `t_${crypto.randomUUID().replaceAll("-", "").slice(0, 16)}`;
   const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
@@ -91,7 +96,11 @@ export async function freshDatabase(): Promise<TestDatabase> {
     // CREATE DATABASE ... TEMPLATE fails if another session is connected to the template.
     for (let attempt = 0;; attempt++) {
       try {
-        await admin.unsafe(`create database ${name} template ${template}`);
+        await admin.unsafe(
+          options.migrated === false
+            ? `create database ${name}`
+            : `create database ${name} template ${template}`,
+        );
         break;
       } catch (error) {
         if (attempt > 20) throw error;
@@ -103,6 +112,7 @@ export async function freshDatabase(): Promise<TestDatabase> {
   }
   const url = withDatabase(adminUrl, name);
   const sql = postgres(url, { max: 4, onnotice: () => {} });
+  if (options.migrated === false) await applyBootstrap(sql);
   const drop = async () => {
     await sql.end({ timeout: 5 });
     const a = postgres(adminUrl, { max: 1, onnotice: () => {} });
