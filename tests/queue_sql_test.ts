@@ -384,3 +384,17 @@ Deno.test("queue sql: outbox trigger works for any table and honours the queue a
     for each row execute function queue.enqueue_row_change()`;
   await assert.rejects(db.sql`insert into public.t_bad values (1)`, /job type/);
 });
+
+Deno.test("queue sql: release hands jobs back without spending an attempt", async () => {
+  await using db = await freshDatabase();
+  await enqueue(db.sql, "t");
+  const [job] = await claim(db.sql);
+  const [{ n }] = await db.sql`select queue.release(${[job!.id]}::bigint[],
+    ${["00000000-0000-0000-0000-000000000000"]}::uuid[]) as n`;
+  assert.equal(n, 0, "a wrong token releases nothing");
+  const [{ m }] = await db.sql`select queue.release(${[job!.id]}::bigint[],
+    ${[job!.lease_token]}::uuid[]) as m`;
+  assert.equal(m, 1);
+  const [again] = await claim(db.sql);
+  assert.equal(again!.attempts, 1);
+});

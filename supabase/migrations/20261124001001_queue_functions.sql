@@ -311,6 +311,24 @@ as $$
   select b.id, 'dead_lettered', null::timestamptz from buried b
 $$;
 
+-- Hands claimed jobs back without counting the attempt: a worker that must stop
+-- (its wall-clock budget is spent) returns what it has not started, so those jobs
+-- run again at once elsewhere instead of waiting for their lease to expire.
+create or replace function queue.release(ids bigint[], tokens uuid[])
+returns integer
+language sql volatile security definer set search_path = ''
+as $$
+  with released as (
+    update queue.jobs j
+    set lease_until = null, lease_token = null, locked_by = null, run_at = now(),
+      attempts = greatest(j.attempts - 1, 0)
+    from unnest(ids, tokens) as a (id, token)
+    where j.id = a.id and j.lease_token = a.token
+    returning 1
+  )
+  select count(*)::integer from released
+$$;
+
 -- Pushes the lease of running jobs forward (long jobs call it before their lease
 -- ends). Only pairs whose token still matches are extended; returns those.
 create or replace function queue.extend_lease(
@@ -422,6 +440,7 @@ grant execute on function
   queue.complete(bigint[], uuid[]),
   queue.fail(bigint[], uuid[], text[], boolean[], text[], integer[], integer[]),
   queue.extend_lease(bigint[], uuid[], double precision),
+  queue.release(bigint[], uuid[]),
   queue.ack_and_claim(bigint[], uuid[], text, integer, double precision, text),
   queue.requeue_dead_letter(bigint, timestamptz, integer),
   queue.stats()

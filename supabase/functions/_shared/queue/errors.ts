@@ -1,0 +1,45 @@
+/**
+ * Errors of the job queue. A handler throws {@link PermanentJobError} to say
+ * "retrying cannot help"; anything else it throws is retried with backoff.
+ */
+import { type FieldError, HttpError } from "../errors.ts";
+
+/** Thrown by a handler: dead-letter the job now, do not retry. */
+export class PermanentJobError extends Error {
+  /** Stored as the dead letter's `reason` (default `non_retryable`). */
+  readonly reason: string;
+  constructor(message: string, options: { reason?: string; cause?: unknown } = {}) {
+    super(message, { cause: options.cause });
+    this.name = "PermanentJobError";
+    this.reason = options.reason ?? "non_retryable";
+  }
+}
+
+/** A handler ran past its `timeoutMs`; retried like any other failure. */
+export class JobTimeoutError extends Error {
+  constructor(readonly timeoutMs: number) {
+    super(`job timed out after ${timeoutMs} ms`);
+    this.name = "JobTimeoutError";
+  }
+}
+
+/** A payload failed its job's schema at enqueue time: 422 when it reaches HTTP. */
+export class JobPayloadError extends HttpError {
+  constructor(jobType: string, errors: FieldError[]) {
+    super({
+      status: 422,
+      code: "invalid_job_payload",
+      detail: `The payload does not match the schema of job type "${jobType}".`,
+      errors,
+    });
+    this.name = "JobPayloadError";
+  }
+}
+
+/** Enqueue options out of range (a programming error, so a 500 if it reaches HTTP). */
+export class QueueOptionsError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "QueueOptionsError";
+  }
+}
