@@ -102,9 +102,21 @@ begin
   if jobs is null or jsonb_typeof(jobs) <> 'array' then
     raise exception 'queue: enqueue_many expects a JSON array' using errcode = '22023';
   end if;
+  -- One set-based pass finds the first bad element; only that one goes through
+  -- _check_job, which raises the precise message (a call per element is slower).
   perform queue._check_job(e ->> 'job_type', e -> 'payload', (e ->> 'priority')::integer,
     (e ->> 'max_attempts')::integer, e ->> 'dedupe_key', coalesce(e ->> 'queue_name', 'default'))
-  from jsonb_array_elements(jobs) as e;
+  from (
+    select e from jsonb_array_elements(jobs) as e
+    where jsonb_typeof(e) <> 'object'
+      or e ->> 'job_type' is null or char_length(e ->> 'job_type') not between 1 and 200
+      or (e ? 'payload' and jsonb_typeof(e -> 'payload') <> 'object')
+      or (e ->> 'priority')::integer not between -100 and 100
+      or (e ->> 'max_attempts')::integer not between 1 and 100
+      or char_length(e ->> 'dedupe_key') not between 1 and 200
+      or coalesce(e ->> 'queue_name', 'default') !~ '^[A-Za-z0-9_.:-]{1,64}$'
+    limit 1
+  ) as bad;
 
   -- Ids are drawn up front so each input element knows its own id; an element
   -- whose insert was skipped by the dedupe index has no row under that id.
@@ -130,6 +142,10 @@ begin
   from input i left join ins on ins.id = i.id;
 
   perform pg_notify('queue_jobs', q) from (select distinct unnest(v_queues) as q) s;
+  if array_position(v_ids, null) is null then
+    return query select unnest(v_ids); -- no element was deduplicated: ids are final
+    return;
+  end if;
 
   -- A second statement sees the rows the first inserted: within-batch duplicates
   -- resolve to the element that won.
@@ -148,8 +164,12 @@ create or replace function queue.reclaim_expired(
   queue_name text default null,
   max_jobs integer default 1000
 ) returns integer
-language sql volatile security definer set search_path = ''
+language plpgsql volatile security definer set search_path = ''
 as $$
+#variable_conflict use_column
+declare
+  v_count integer;
+begin
   with expired as materialized (
     select j.id, j.attempts >= j.max_attempts as exhausted
     from queue.jobs j
@@ -181,7 +201,9 @@ as $$
     where j.id = e.id and not e.exhausted
     returning 1
   )
-  select ((select count(*) from buried) + (select count(*) from back))::integer
+  select ((select count(*) from buried) + (select count(*) from back))::integer into v_count;
+  return v_count;
+end
 $$;
 
 -- Claims up to max_jobs runnable jobs of one queue, highest priority first, then
@@ -193,7 +215,8 @@ create or replace function queue.claim(
   queue_name text default 'default',
   max_jobs integer default 100,
   lease_seconds double precision default 30,
-  worker text default null
+  worker text default null,
+  reclaim boolean default true
 ) returns table (
   id bigint, job_type text, payload jsonb, attempts integer, max_attempts integer,
   priority smallint, lease_token uuid, lease_until timestamptz, created_at timestamptz
@@ -208,7 +231,10 @@ begin
   if claim.lease_seconds is null or claim.lease_seconds not between 0.1 and 86400 then
     raise exception 'queue: lease_seconds must be between 0.1 and 86400' using errcode = '22023';
   end if;
-  perform queue.reclaim_expired(claim.queue_name);
+  -- Busy workers pass reclaim => false on most calls and sweep about once a second.
+  if claim.reclaim then
+    perform queue.reclaim_expired(claim.queue_name);
+  end if;
   return query
   with candidates as materialized (
     select j.id
@@ -240,15 +266,17 @@ $$;
 -- Returns how many were completed.
 create or replace function queue.complete(ids bigint[], tokens uuid[])
 returns integer
-language sql volatile security definer set search_path = ''
+language plpgsql volatile security definer set search_path = ''
 as $$
-  with done as (
-    delete from queue.jobs j
-    using unnest(ids, tokens) as a (id, token)
-    where j.id = a.id and j.lease_token = a.token
-    returning 1
-  )
-  select count(*)::integer from done
+declare
+  v_count integer;
+begin
+  delete from queue.jobs j
+  using unnest(ids, tokens) as a (id, token)
+  where j.id = a.id and j.lease_token = a.token;
+  get diagnostics v_count = row_count;
+  return v_count;
+end
 $$;
 
 -- Fails jobs whose token still matches. Each either goes back to the queue after
@@ -265,11 +293,15 @@ create or replace function queue.fail(
   backoff_base_ms integer[] default null,
   backoff_max_ms integer[] default null
 ) returns table (id bigint, outcome text, run_at timestamptz)
-language sql volatile security definer set search_path = ''
+language plpgsql volatile security definer set search_path = ''
 as $$
+#variable_conflict use_column
+begin
+  return query
   with input as (
     select *
-    from unnest(ids, tokens, errors, retryable, reasons, backoff_base_ms, backoff_max_ms)
+    from unnest(fail.ids, fail.tokens, fail.errors, fail.retryable, fail.reasons,
+      fail.backoff_base_ms, fail.backoff_max_ms)
       as a (id, token, error, retryable, reason, base_ms, max_ms)
   ), target as materialized (
     select j.id,
@@ -306,9 +338,10 @@ as $$
     where j.id = t.id and t.again
     returning j.id, j.run_at
   )
-  select r.id, 'retried', r.run_at from retried r
+  select r.id, 'retried'::text, r.run_at from retried r
   union all
-  select b.id, 'dead_lettered', null::timestamptz from buried b
+  select b.id, 'dead_lettered'::text, null::timestamptz from buried b;
+end
 $$;
 
 -- Hands claimed jobs back without counting the attempt: a worker that must stop
@@ -316,17 +349,19 @@ $$;
 -- run again at once elsewhere instead of waiting for their lease to expire.
 create or replace function queue.release(ids bigint[], tokens uuid[])
 returns integer
-language sql volatile security definer set search_path = ''
+language plpgsql volatile security definer set search_path = ''
 as $$
-  with released as (
-    update queue.jobs j
-    set lease_until = null, lease_token = null, locked_by = null, run_at = now(),
-      attempts = greatest(j.attempts - 1, 0)
-    from unnest(ids, tokens) as a (id, token)
-    where j.id = a.id and j.lease_token = a.token
-    returning 1
-  )
-  select count(*)::integer from released
+declare
+  v_count integer;
+begin
+  update queue.jobs j
+  set lease_until = null, lease_token = null, locked_by = null, run_at = now(),
+    attempts = greatest(j.attempts - 1, 0)
+  from unnest(ids, tokens) as a (id, token)
+  where j.id = a.id and j.lease_token = a.token;
+  get diagnostics v_count = row_count;
+  return v_count;
+end
 $$;
 
 -- Pushes the lease of running jobs forward (long jobs call it before their lease
@@ -353,7 +388,8 @@ create or replace function queue.ack_and_claim(
   queue_name text default 'default',
   max_jobs integer default 100,
   lease_seconds double precision default 30,
-  worker text default null
+  worker text default null,
+  reclaim boolean default true
 ) returns table (acked integer, jobs jsonb)
 language plpgsql volatile security definer set search_path = ''
 as $$
@@ -361,7 +397,7 @@ begin
   acked := case when cardinality(ack_ids) > 0 then queue.complete(ack_ids, ack_tokens) else 0 end;
   select coalesce(jsonb_agg(to_jsonb(c)), '[]'::jsonb) into jobs
   from queue.claim(ack_and_claim.queue_name, ack_and_claim.max_jobs,
-    ack_and_claim.lease_seconds, ack_and_claim.worker) as c;
+    ack_and_claim.lease_seconds, ack_and_claim.worker, ack_and_claim.reclaim) as c;
   return next;
 end
 $$;
@@ -436,12 +472,12 @@ grant execute on function
   queue.enqueue(text, jsonb, timestamptz, integer, integer, text, text),
   queue.enqueue_many(jsonb),
   queue.reclaim_expired(text, integer),
-  queue.claim(text, integer, double precision, text),
+  queue.claim(text, integer, double precision, text, boolean),
   queue.complete(bigint[], uuid[]),
   queue.fail(bigint[], uuid[], text[], boolean[], text[], integer[], integer[]),
   queue.extend_lease(bigint[], uuid[], double precision),
   queue.release(bigint[], uuid[]),
-  queue.ack_and_claim(bigint[], uuid[], text, integer, double precision, text),
+  queue.ack_and_claim(bigint[], uuid[], text, integer, double precision, text, boolean),
   queue.requeue_dead_letter(bigint, timestamptz, integer),
   queue.stats()
 to service_role;

@@ -30,10 +30,11 @@ export async function ackAndClaim(
   maxJobs: number,
   leaseSeconds: number,
   worker: string,
+  reclaim = true,
 ): Promise<{ acked: number; jobs: ClaimedJob[] }> {
   const [row] = await sql<{ acked: number; jobs: ClaimedJob[] }[]>`
     select acked, jobs from queue.ack_and_claim(${done.ids}::bigint[], ${done.tokens}::uuid[],
-      ${queue}, ${maxJobs}, ${leaseSeconds}, ${worker})`;
+      ${queue}, ${maxJobs}, ${leaseSeconds}, ${worker}, ${reclaim})`;
   return row!;
 }
 

@@ -66,7 +66,10 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerSummary> {
   const batch = Math.max(1, o.batchSize ?? concurrency * 2);
   const timeouts = [...o.registry.values()].map(timeoutOf);
   const maxTimeout = timeouts.length ? Math.max(...timeouts) : timeoutOf(undefined);
-  const leaseMs = o.leaseMs ?? maxTimeout * Math.ceil(batch / concurrency) + 10_000;
+  // Up to two batches are held: the next claim (with the previous acks) is in
+  // flight while the current batch runs, so the database and handlers overlap.
+  const capacity = batch * 2;
+  const leaseMs = o.leaseMs ?? maxTimeout * Math.ceil(capacity / concurrency) + 10_000;
   const deadline = started + (o.budgetMs ?? Infinity);
   const pollMs = o.pollMs ?? 1000;
   const mode = o.mode ?? "drain";
@@ -93,6 +96,7 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerSummary> {
   const local: ClaimedJob[] = [];
   let running = 0;
   let idleUntil = 0;
+  let lastReclaim = -Infinity;
   let wake: (() => void) | null = null;
   function wakeUp() {
     const w = wake;
@@ -185,13 +189,16 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerSummary> {
       const mayClaim = !stop.signal.aborted && now() + maxTimeout < deadline &&
         (o.maxJobs === undefined || s.claimed < o.maxJobs);
       if (!mayClaim && held === 0 && fails.length === 0) break;
-      const claimNow = mayClaim && held <= batch / 2 &&
+      const claimNow = mayClaim && held <= capacity - batch &&
         (now() >= idleUntil || (mode === "drain" && held === 0));
       if (claimNow) {
-        const want = Math.min(batch - held, (o.maxJobs ?? Infinity) - s.claimed);
+        const want = Math.min(batch, capacity - held, (o.maxJobs ?? Infinity) - s.claimed);
         const done = acks;
         acks = { ids: [], tokens: [] };
-        const got = await ackAndClaim(o.sql, done, queue, want, leaseMs / 1000, workerId);
+        // Sweeping expired leases costs a statement; once a second is soon enough.
+        const reclaim = now() - lastReclaim >= 1000;
+        if (reclaim) lastReclaim = now();
+        const got = await ackAndClaim(o.sql, done, queue, want, leaseMs / 1000, workerId, reclaim);
         s.completed += got.acked;
         s.claimed += got.jobs.length;
         if (got.jobs.length > 0) {
