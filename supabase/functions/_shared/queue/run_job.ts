@@ -72,30 +72,35 @@ export async function runJob(
   }
   const timeoutMs = timeoutOf(def);
   const controller = new AbortController();
-  const onStop = () => controller.abort(options.stop?.reason);
-  options.stop?.addEventListener("abort", onStop, { once: true });
   let timer: ReturnType<typeof setTimeout> | undefined;
-  const timedOut = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      const error = new JobTimeoutError(timeoutMs);
-      controller.abort(error);
-      reject(error);
-    }, timeoutMs);
-  });
+  let onStop: (() => void) | undefined;
   try {
-    const running = Promise.resolve().then(() =>
-      def.handler(parsed.data, {
-        id: job.id,
-        type: job.job_type,
-        attempt: job.attempts,
-        maxAttempts: job.max_attempts,
-        signal: controller.signal,
-        extendLease: options.extendLease,
-      })
-    );
+    const result = def.handler(parsed.data, {
+      id: job.id,
+      type: job.job_type,
+      attempt: job.attempts,
+      maxAttempts: job.max_attempts,
+      signal: controller.signal,
+      extendLease: options.extendLease,
+    });
+    // A synchronous handler has finished already: no timer, no race (the common
+    // case for tiny jobs, where a timer per job is a measurable cost).
+    if (!isThenable(result)) return { kind: "done" };
+    onStop = () => controller.abort(options.stop?.reason);
+    options.stop?.addEventListener("abort", onStop, { once: true });
+    const running = Promise.resolve(result);
     // A hung handler may settle after we gave up on it; that must not be unhandled.
     running.catch(() => {});
-    await Promise.race([running, timedOut]);
+    await Promise.race([
+      running,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          const error = new JobTimeoutError(timeoutMs);
+          controller.abort(error);
+          reject(error);
+        }, timeoutMs);
+      }),
+    ]);
     return { kind: "done" };
   } catch (error) {
     if (error instanceof PermanentJobError) {
@@ -104,6 +109,10 @@ export async function runJob(
     return { kind: "retry", error: describeError(error) };
   } finally {
     clearTimeout(timer);
-    options.stop?.removeEventListener("abort", onStop);
+    if (onStop) options.stop?.removeEventListener("abort", onStop);
   }
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return typeof (value as { then?: unknown } | null)?.then === "function";
 }

@@ -154,7 +154,10 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerSummary> {
         record(job, outcome);
         running--;
         startJobs();
-        wakeUp();
+        // Wake the loop only when it has something to do: room for the next
+        // claim, or nothing left running (a wake per job costs a timer each).
+        const held = local.length + running;
+        if (held <= capacity - batch || running === 0 || fails.length > 0) wakeUp();
       });
     }
   }
