@@ -209,7 +209,8 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerSummary> {
           startJobs();
           continue;
         }
-        if (held === 0 && mode === "drain") break;
+        // Outcomes that arrived during the claim are flushed first (next turn).
+        if (held === 0 && mode === "drain" && fails.length === 0) break;
         idleUntil = now() + pollMs;
       }
       const idle = running === 0 && local.length === 0;
@@ -225,8 +226,11 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerSummary> {
     o.signal?.removeEventListener("abort", onAbort);
     if (listener) await listener.unlisten().catch(() => {});
   }
-  // Leftovers: acks of the last jobs and anything claimed but never started.
+  // Leftovers: acks and failures of the last jobs, anything claimed but never started.
   s.completed += await completeJobs(o.sql, acks);
+  const last = await failJobs(o.sql, fails);
+  s.retried += last.retried;
+  s.deadLettered += last.deadLettered;
   unstarted.push(...local.splice(0));
   s.released += await releaseJobs(o.sql, {
     ids: unstarted.map((j) => j.id),

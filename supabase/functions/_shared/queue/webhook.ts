@@ -1,0 +1,79 @@
+/**
+ * The shipped `webhook.deliver` job: `{"url", "method"?, "headers"?, "body"?}`.
+ * 2xx: done. 5xx, 429, timeouts and network errors: retried with backoff and
+ * counted by the target host's circuit breaker. Other 4xx and 3xx (redirects are
+ * not followed: they could point inside): dead-lettered. Private targets: refused.
+ */
+import { z } from "npm:zod@4";
+import { type Breaker, breakerPerKey } from "./breaker.ts";
+import { PermanentJobError } from "./errors.ts";
+import { defineJob, type JobDefinition } from "./job.ts";
+import { assertPublicUrl, type SsrfOptions } from "./ssrf.ts";
+
+/** Payload of `webhook.deliver`. */
+export const webhookPayload = z.object({
+  url: z.url({ protocol: /^https?$/ }),
+  method: z.enum(["POST", "PUT", "PATCH", "DELETE", "GET"]).default("POST"),
+  headers: z.record(z.string(), z.string()).default({}),
+  body: z.unknown().optional(),
+});
+
+/** A retryable delivery failure (5xx, 429). */
+export class WebhookHttpError extends Error {
+  constructor(readonly status: number) {
+    super(`webhook answered ${status}`);
+    this.name = "WebhookHttpError";
+  }
+}
+
+/** Dependencies of {@link webhookDeliverJob}. */
+export interface WebhookDeps extends SsrfOptions {
+  fetch?: typeof fetch;
+  /** Breaker for a host; default: a minimal one per host (5 failures, 30 s). */
+  breakerFor?: (host: string) => Breaker;
+  timeoutMs?: number;
+}
+
+/** Builds the `webhook.deliver` job definition. */
+export function webhookDeliverJob(deps: WebhookDeps = {}): JobDefinition {
+  const doFetch = deps.fetch ?? globalThis.fetch.bind(globalThis);
+  const breakerFor = deps.breakerFor ?? breakerPerKey();
+  return defineJob({
+    type: "webhook.deliver",
+    schema: webhookPayload,
+    timeoutMs: deps.timeoutMs ?? 15_000,
+    maxAttempts: 8,
+    backoff: { baseMs: 2_000, maxMs: 600_000 },
+    handler: async (p, { signal }) => {
+      const url = new URL(p.url);
+      await assertPublicUrl(url, deps);
+      const headers = new Headers(p.headers);
+      let body: string | undefined;
+      if (p.body !== undefined && p.method !== "GET") {
+        body = typeof p.body === "string" ? p.body : JSON.stringify(p.body);
+        if (!headers.has("content-type") && typeof p.body !== "string") {
+          headers.set("content-type", "application/json");
+        }
+      }
+      const res = await breakerFor(url.host).execute(async () => {
+        const r = await doFetch(url, {
+          method: p.method,
+          headers,
+          body,
+          signal,
+          redirect: "manual",
+        });
+        if (r.status >= 500 || r.status === 429) {
+          await r.body?.cancel();
+          throw new WebhookHttpError(r.status);
+        }
+        return r;
+      });
+      await res.body?.cancel();
+      if (res.status >= 200 && res.status < 300) return;
+      throw new PermanentJobError(`webhook answered ${res.status}`, {
+        reason: `http_${res.status}`,
+      });
+    },
+  });
+}

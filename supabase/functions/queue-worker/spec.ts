@@ -1,0 +1,72 @@
+/**
+ * `queue-worker`: drains the job queue (DESIGN §4.3). `POST` with a secret API
+ * key (the named `cron` key is the documented choice; any `secret:*` works) or
+ * a legacy service_role JWT. Body `{"wait"?, "budgetMs"?, "maxJobs"?}`.
+ * By default it answers 202 at once and drains in the background
+ * (EdgeRuntime.waitUntil); with `"wait": true` it answers 200 with a summary.
+ */
+import { z } from "npm:zod@4";
+import type { FunctionSpec, HandlerContext } from "../_shared/mod.ts";
+import { route } from "../_shared/mod.ts";
+import { type JobDefinition, jobRegistry } from "../_shared/queue/job.ts";
+import { runWorker } from "../_shared/queue/worker.ts";
+
+/** Options of {@link queueWorkerSpec}. */
+export interface QueueWorkerOptions {
+  jobs: JobDefinition[];
+  queue?: string;
+  concurrency?: number;
+}
+
+/** Free plan: 150 s wall clock per worker; leave room for the last jobs and the response. */
+export const DEFAULT_BUDGET_MS = 50_000;
+
+const body = z.object({
+  wait: z.boolean().default(false),
+  budgetMs: z.number().int().min(1_000).max(140_000).default(DEFAULT_BUDGET_MS),
+  maxJobs: z.number().int().min(1).max(1_000_000).optional(),
+  queue: z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/).optional(),
+}).strict();
+
+/** Builds the function spec around a set of job types. */
+export function queueWorkerSpec(options: QueueWorkerOptions): FunctionSpec {
+  const registry = jobRegistry(options.jobs);
+  const drain = async (ctx: HandlerContext, input: z.output<typeof body>) => {
+    const summary = await runWorker({
+      sql: await ctx.db.sql(),
+      registry,
+      queue: input.queue ?? options.queue,
+      concurrency: options.concurrency ?? 10,
+      budgetMs: input.budgetMs,
+      maxJobs: input.maxJobs,
+    });
+    ctx.log.info("queue drained", { requestId: ctx.requestId, ...summary });
+    return {
+      claimed: summary.claimed,
+      completed: summary.completed,
+      retried: summary.retried,
+      deadLettered: summary.deadLettered,
+      released: summary.released,
+      durationMs: summary.durationMs,
+    };
+  };
+  return {
+    name: "queue-worker",
+    auth: ["secret:cron", "secret:*"],
+    routes: [
+      route({
+        method: "POST",
+        path: "/",
+        input: body,
+        handler: async (ctx) => {
+          if (ctx.input.wait) return await drain(ctx, ctx.input);
+          ctx.waitUntil(drain(ctx, ctx.input));
+          return new Response(JSON.stringify({ data: { accepted: true } }), {
+            status: 202,
+            headers: { "content-type": "application/json" },
+          });
+        },
+      }),
+    ],
+  };
+}
