@@ -398,3 +398,26 @@ Deno.test("queue sql: release hands jobs back without spending an attempt", asyn
   const [again] = await claim(db.sql);
   assert.equal(again!.attempts, 1);
 });
+
+Deno.test("queue sql: the cron migration skips cleanly without pg_cron/pg_net/vault", async () => {
+  await using db = await freshDatabase();
+  const [{ n }] = await db.sql`select count(*)::int as n from supabase_migrations.schema_migrations
+    where version = '20261124001003'`;
+  assert.equal(n, 1, "recorded as applied on vanilla Postgres");
+  const notices: string[] = [];
+  const { default: postgresJs } = await import("npm:postgres@3");
+  const sql = postgresJs(db.url, { max: 1, onnotice: (m) => notices.push(m.message) });
+  try {
+    const file = new URL(
+      "../supabase/migrations/20261124001003_queue_cron.sql",
+      import.meta.url,
+    );
+    await sql.unsafe(await Deno.readTextFile(file)).simple();
+  } finally {
+    await sql.end();
+  }
+  assert.ok(notices.some((m) => /not scheduled/.test(m)), notices.join("; "));
+  const [{ ext }] = await db.sql`select count(*)::int as ext from pg_extension
+    where extname in ('pg_cron', 'pg_net')`;
+  assert.equal(ext, 0);
+});
