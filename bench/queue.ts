@@ -141,8 +141,9 @@ async function benchPgBoss(url: string): Promise<Result> {
     batchSize: Math.max(1, Math.round(B / C)),
     pollingIntervalSeconds: 0.5,
     burstWhenBatchFull: true,
-  }, async (jobs) => {
+  }, (jobs) => {
     for (const _ of jobs) c.hit();
+    return Promise.resolve();
   });
   await c.done;
   const drainMs = performance.now() - t;
@@ -196,9 +197,7 @@ async function main() {
       results.ours!.push(await benchOurs(await createDb(pg.url, `bench_ours_${r}`)));
       results.graphile!.push(await benchGraphile(await createDb(pg.url, `bench_graphile_${r}`)));
       results.pgboss!.push(await benchPgBoss(await createDb(pg.url, `bench_pgboss_${r}`)));
-      const line = Object.entries(results).map(([k, v]) =>
-        `${k} ${Math.round(v.at(-1)!.drain)}/s`
-      );
+      const line = Object.entries(results).map(([k, v]) => `${k} ${Math.round(v.at(-1)!.drain)}/s`);
       console.log(`round ${r + 1}: drain ${line.join(", ")}`);
     }
     const lat = await latencyOurs(withDatabase(pg.url, "bench_ours_0"));
