@@ -10,7 +10,7 @@ import { enqueueMany } from "../supabase/functions/_shared/queue/enqueue.ts";
 import { defineJob, jobRegistry } from "../supabase/functions/_shared/queue/job.ts";
 import { runWorker } from "../supabase/functions/_shared/queue/worker.ts";
 import { webhookDeliverJob } from "../supabase/functions/_shared/queue/webhook.ts";
-import { breakerPerKey } from "../supabase/functions/_shared/queue/breaker.ts";
+import { BreakerRegistry } from "../supabase/functions/_shared/breaker_registry.ts";
 import { assertPublicUrl, isPrivateAddress } from "../supabase/functions/_shared/queue/ssrf.ts";
 import { queueWorkerSpec } from "../supabase/functions/queue-worker/spec.ts";
 import { jobDefinitions } from "../supabase/functions/queue-worker/jobs.ts";
@@ -188,9 +188,12 @@ Deno.test("webhook.deliver: the per-host breaker stops calling a failing host", 
     hits++;
     return new Response(null, { status: 503 });
   });
+  const breakers = new BreakerRegistry({
+    defaults: { policies: [{ kind: "consecutive", failures: 3 }], openMs: 60_000 },
+  });
   const webhook = webhookDeliverJob({
     allowHosts: ["127.0.0.1"],
-    breakerFor: breakerPerKey({ threshold: 3, cooldownMs: 60_000 }),
+    breakerFor: (host) => breakers.get(host),
   });
   await enqueueMany(
     db.sql,
@@ -203,5 +206,5 @@ Deno.test("webhook.deliver: the per-host breaker stops calling a failing host", 
   await runWorker({ sql: db.sql, registry: jobRegistry([webhook]), concurrency: 1 });
   assert.equal(hits, 3, "calls stop once the breaker opens");
   const rows = await db.sql`select last_error from queue.dead_letters`;
-  assert.equal(rows.filter((r) => /circuit open/.test(r.last_error)).length, 5);
+  assert.equal(rows.filter((r) => /circuit ".*" is open/.test(r.last_error)).length, 5);
 });

@@ -5,7 +5,7 @@
  * not followed: they could point inside): dead-lettered. Private targets: refused.
  */
 import { z } from "npm:zod@4";
-import { type Breaker, breakerPerKey } from "./breaker.ts";
+import { BreakerRegistry } from "../breaker_registry.ts";
 import { PermanentJobError } from "./errors.ts";
 import { defineJob, type JobDefinition } from "./job.ts";
 import { assertPublicUrl, type SsrfOptions } from "./ssrf.ts";
@@ -26,10 +26,24 @@ export class WebhookHttpError extends Error {
   }
 }
 
+/** What delivery needs from a breaker (the shared `CircuitBreaker` is one). */
+export interface Breaker {
+  execute<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T>;
+}
+
+/**
+ * Hosts' breakers for this isolate: bounded (webhook targets are arbitrary), so
+ * a flood of distinct hosts cannot grow memory without limit.
+ */
+const hostBreakers = new BreakerRegistry({
+  maxSize: 500,
+  defaults: { policies: [{ kind: "consecutive", failures: 5 }], openMs: 30_000, timeoutMs: 30_000 },
+});
+
 /** Dependencies of {@link webhookDeliverJob}. */
 export interface WebhookDeps extends SsrfOptions {
   fetch?: typeof fetch;
-  /** Breaker for a host; default: a minimal one per host (5 failures, 30 s). */
+  /** Breaker for a host; default: the shared circuit breaker, one per host (5 failures, 30 s). */
   breakerFor?: (host: string) => Breaker;
   timeoutMs?: number;
 }
@@ -37,7 +51,7 @@ export interface WebhookDeps extends SsrfOptions {
 /** Builds the `webhook.deliver` job definition. */
 export function webhookDeliverJob(deps: WebhookDeps = {}): JobDefinition {
   const doFetch = deps.fetch ?? globalThis.fetch.bind(globalThis);
-  const breakerFor = deps.breakerFor ?? breakerPerKey();
+  const breakerFor = deps.breakerFor ?? ((host: string) => hostBreakers.get(host));
   return defineJob({
     type: "webhook.deliver",
     schema: webhookPayload,
@@ -55,12 +69,13 @@ export function webhookDeliverJob(deps: WebhookDeps = {}): JobDefinition {
           headers.set("content-type", "application/json");
         }
       }
-      const res = await breakerFor(url.host).execute(async () => {
+      const res = await breakerFor(url.host).execute(async (callSignal) => {
         const r = await doFetch(url, {
           method: p.method,
           headers,
           body,
-          signal,
+          // The job's timeout and the breaker's call budget, whichever ends first.
+          signal: AbortSignal.any([signal, callSignal]),
           redirect: "manual",
         });
         if (r.status >= 500 || r.status === 429) {
