@@ -7,7 +7,7 @@ import { parseArgs } from "node:util";
 import { PROJECT_ROOT } from "./postgres.ts";
 
 /** How often the local scheduler calls queue-worker, in seconds (the pg_cron schedule's interval). */
-export const QUEUE_WORKER_INTERVAL_SECONDS = 10;
+export const QUEUE_WORKER_INTERVAL_SECONDS = 5;
 
 /** Parsed `deno task dev` options. */
 export interface DevOptions {

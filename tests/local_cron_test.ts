@@ -4,15 +4,17 @@
  * the functions. Uses the fixture project, whose queue-worker stands in for
  * the real one and delivers to a sink named in the env file.
  *
- * TODO(queue): once the queue is on main, run against the project's real
- * queue-worker: enqueue a `webhook.deliver` job to the sink (loopback allowed
- * by configuration) and see cron deliver it.
+ * The last test runs the project's real queue-worker: a `webhook.deliver` job
+ * enqueued in SQL reaches a loopback sink through the local cron (loopback
+ * allowed by QUEUE_WEBHOOK_ALLOW_HOSTS).
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { freePort, freshDatabase } from "./_harness/database.ts";
 import { alive, descendants, killTree, spawnDev } from "./local/dev_process.ts";
 import { eventually, FIXTURE_WORKDIR, portIsFree, tempDir } from "./local/helpers.ts";
+import { QUEUE_WORKER_INTERVAL_SECONDS } from "../local/dev_flags.ts";
+import { PROJECT_ROOT } from "../local/postgres.ts";
 
 Deno.test("cron: queue-worker is called with the cron key on the interval", async () => {
   await using db = await freshDatabase();
@@ -93,4 +95,58 @@ Deno.test("cron: --no-cron never calls queue-worker", async () => {
   } finally {
     await killTree(dev);
   }
+});
+
+Deno.test("cron: the local interval is the pg_cron migration's", async () => {
+  const migrations = join(PROJECT_ROOT, "supabase", "migrations");
+  let schedule: string | undefined;
+  for await (const e of Deno.readDir(migrations)) {
+    const text = await Deno.readTextFile(join(migrations, e.name));
+    schedule ??= /cron\.schedule\(\s*'queue-worker',\s*'(\d+) seconds'/.exec(text)?.[1];
+  }
+  assert.equal(Number(schedule), QUEUE_WORKER_INTERVAL_SECONDS);
+});
+
+Deno.test("cron: a webhook.deliver job reaches its target through the real queue-worker", async () => {
+  await using db = await freshDatabase();
+  await using dir = await tempDir("local-cron-real-");
+  const received: unknown[] = [];
+  await using sink = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    async (req) => {
+      received.push(await req.json());
+      return new Response(null, { status: 204 });
+    },
+  );
+  const envFile = join(dir.path, "functions.env");
+  await Deno.writeTextFile(envFile, "QUEUE_WEBHOOK_ALLOW_HOSTS=127.0.0.1\n");
+  const port = freePort();
+  const dev = spawnDev([
+    "--data-dir",
+    dir.path,
+    "--port",
+    String(port),
+    "--env-file",
+    envFile,
+    "--cron-interval",
+    "0.5",
+    "--no-watch",
+  ], { SUPABASE_DB_URL: db.url });
+  try {
+    await dev.ready;
+    const url = `http://127.0.0.1:${sink.addr.port}/hook`;
+    await db.sql`select queue.enqueue('webhook.deliver',
+      ${db.sql.json({ url, body: { hello: "from the queue" } })})`;
+    await eventually("the webhook delivered", () => (received.length >= 1 ? true : undefined));
+    assert.deepEqual(received[0], { hello: "from the queue" });
+    await eventually("the job left the queue", async () => {
+      const [row] = await db.sql`select count(*)::int as n from queue.jobs`;
+      return row!.n === 0 ? true : undefined;
+    });
+    const [dead] = await db.sql`select count(*)::int as n from queue.dead_letters`;
+    assert.equal(dead!.n, 0);
+  } finally {
+    await killTree(dev);
+  }
+  assert.ok(portIsFree(port));
 });

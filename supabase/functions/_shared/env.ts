@@ -23,6 +23,11 @@ export interface Env {
   jwtIssuer: string | null;
   /** CORS allowlist; `["*"]` means any origin (never with credentials). */
   allowedOrigins: string[];
+  /**
+   * Hosts `webhook.deliver` may call although they resolve to private or
+   * loopback addresses (`QUEUE_WEBHOOK_ALLOW_HOSTS`, comma-separated; local use).
+   */
+  webhookAllowHosts: string[];
   /** `debug` | `info` | `warn` | `error` (`LOG_LEVEL`, default info). */
   logLevel: "debug" | "info" | "warn" | "error";
 }
@@ -122,6 +127,8 @@ export function readEnv(get: (name: string) => string | undefined = denoEnv): En
     allowedOrigins: (get("ALLOWED_ORIGINS") ?? "*").split(",").map((s) => s.trim()).filter(
       Boolean,
     ),
+    webhookAllowHosts: (get("QUEUE_WEBHOOK_ALLOW_HOSTS") ?? "").split(",").map((s) => s.trim())
+      .filter(Boolean),
     logLevel: level,
   };
 }
