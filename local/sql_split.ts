@@ -1,7 +1,9 @@
 /**
  * Splits a SQL script into statements on top-level semicolons, the way the
  * Supabase CLI records them in `supabase_migrations.schema_migrations.statements`:
- * quotes, dollar-quoted bodies and comments never split a statement.
+ * quotes, dollar-quoted bodies and comments never split a statement, and
+ * trailing text after the last semicolon (even comments only) is kept as a
+ * statement of its own, as the CLI does (a test compares with `db push`).
  */
 export function splitStatements(script: string): string[] {
   const statements: string[] = [];
@@ -10,7 +12,7 @@ export function splitStatements(script: string): string[] {
   const n = script.length;
   const push = (end: number) => {
     const text = script.slice(start, end).trim();
-    if (text && !isOnlyComments(text)) statements.push(text);
+    if (text) statements.push(text);
   };
   while (i < n) {
     const ch = script[i]!;
@@ -64,12 +66,4 @@ function skipBlockComment(script: string, i: number): number {
     } else j++;
   }
   return j;
-}
-
-function isOnlyComments(text: string): boolean {
-  return splitStatementsBody(text).trim() === "";
-}
-
-function splitStatementsBody(text: string): string {
-  return text.replace(/--[^\n]*/g, "").replace(/\/\*[\s\S]*?\*\//g, "").replace(/;/g, "");
 }
