@@ -12,31 +12,20 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { freePort, freshDatabase } from "./_harness/database.ts";
 import { alive, descendants, killTree, spawnDev } from "./local/dev_process.ts";
-import { eventually, FIXTURE_WORKDIR, portIsFree, tempDir } from "./local/helpers.ts";
+import { eventually, fixtureArgs, jsonSink, portIsFree, tempDir } from "./local/helpers.ts";
 import { QUEUE_WORKER_INTERVAL_SECONDS } from "../local/dev_flags.ts";
 import { PROJECT_ROOT } from "../local/postgres.ts";
 
 Deno.test("cron: queue-worker is called with the cron key on the interval", async () => {
   await using db = await freshDatabase();
   await using dir = await tempDir("local-cron-");
-  const deliveries: unknown[] = [];
-  await using sink = Deno.serve(
-    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
-    async (req) => {
-      deliveries.push(await req.json());
-      return new Response("ok");
-    },
-  );
+  await using sink = jsonSink(200);
+  const deliveries = sink.received;
   const envFile = join(dir.path, "functions.env");
-  await Deno.writeTextFile(envFile, `SINK_URL=http://127.0.0.1:${sink.addr.port}/hook\n`);
+  await Deno.writeTextFile(envFile, `SINK_URL=${sink.url}\n`);
   const port = freePort();
   const dev = spawnDev([
-    "--workdir",
-    FIXTURE_WORKDIR,
-    "--data-dir",
-    dir.path,
-    "--port",
-    String(port),
+    ...fixtureArgs(dir.path, port),
     "--env-file",
     envFile,
     "--cron-interval",
@@ -66,20 +55,11 @@ Deno.test("cron: queue-worker is called with the cron key on the interval", asyn
 Deno.test("cron: --no-cron never calls queue-worker", async () => {
   await using db = await freshDatabase();
   await using dir = await tempDir("local-cron-");
-  let calls = 0;
-  await using sink = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, () => {
-    calls++;
-    return new Response("ok");
-  });
+  await using sink = jsonSink(200);
   const envFile = join(dir.path, "functions.env");
-  await Deno.writeTextFile(envFile, `SINK_URL=http://127.0.0.1:${sink.addr.port}/hook\n`);
+  await Deno.writeTextFile(envFile, `SINK_URL=${sink.url}\n`);
   const dev = spawnDev([
-    "--workdir",
-    FIXTURE_WORKDIR,
-    "--data-dir",
-    dir.path,
-    "--port",
-    String(freePort()),
+    ...fixtureArgs(dir.path, freePort()),
     "--env-file",
     envFile,
     "--cron-interval",
@@ -90,7 +70,7 @@ Deno.test("cron: --no-cron never calls queue-worker", async () => {
     await dev.ready;
     // Several intervals pass; the stand-in would have delivered on each one.
     await new Promise((r) => setTimeout(r, 1000));
-    assert.equal(calls, 0);
+    assert.equal(sink.received.length, 0);
     assert.ok(!dev.lines.some((l) => l.includes("cron:")));
   } finally {
     await killTree(dev);
@@ -110,14 +90,8 @@ Deno.test("cron: the local interval is the pg_cron migration's", async () => {
 Deno.test("cron: a webhook.deliver job reaches its target through the real queue-worker", async () => {
   await using db = await freshDatabase();
   await using dir = await tempDir("local-cron-real-");
-  const received: unknown[] = [];
-  await using sink = Deno.serve(
-    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
-    async (req) => {
-      received.push(await req.json());
-      return new Response(null, { status: 204 });
-    },
-  );
+  await using sink = jsonSink();
+  const received = sink.received;
   const envFile = join(dir.path, "functions.env");
   await Deno.writeTextFile(envFile, "QUEUE_WEBHOOK_ALLOW_HOSTS=127.0.0.1\n");
   const port = freePort();
@@ -134,7 +108,7 @@ Deno.test("cron: a webhook.deliver job reaches its target through the real queue
   ], { SUPABASE_DB_URL: db.url });
   try {
     await dev.ready;
-    const url = `http://127.0.0.1:${sink.addr.port}/hook`;
+    const url = sink.url;
     await db.sql`select queue.enqueue('webhook.deliver',
       ${db.sql.json({ url, body: { hello: "from the queue" } })})`;
     await eventually("the webhook delivered", () => (received.length >= 1 ? true : undefined));

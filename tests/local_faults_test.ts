@@ -8,19 +8,14 @@ import { join } from "node:path";
 import postgres from "npm:postgres@3";
 import { prepareDatabase } from "../local/database.ts";
 import { freePort, freshDatabase, withDatabase } from "./_harness/database.ts";
-import { FIXTURE_WORKDIR, runScript, tempDir } from "./local/helpers.ts";
+import { fixtureArgs, runScript, tempDir } from "./local/helpers.ts";
 
 Deno.test("dev: a port in use names the port and the flag to change it", async () => {
   await using dir = await tempDir();
   using taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (taken.addr as Deno.NetAddr).port;
   const gateway = await runScript("dev.ts", [
-    "--workdir",
-    FIXTURE_WORKDIR,
-    "--data-dir",
-    dir.path,
-    "--port",
-    String(port),
+    ...fixtureArgs(dir.path, port),
     "--no-cron",
   ]);
   assert.equal(gateway.code, 1);
@@ -28,12 +23,7 @@ Deno.test("dev: a port in use names the port and the flag to change it", async (
   assert.match(gateway.stderr, /pass --port <port>/);
 
   const db = await runScript("dev.ts", [
-    "--workdir",
-    FIXTURE_WORKDIR,
-    "--data-dir",
-    dir.path,
-    "--port",
-    String(freePort()),
+    ...fixtureArgs(dir.path, freePort()),
     "--db-port",
     String(port),
     "--no-cron",

@@ -9,7 +9,7 @@ import { parseDevFlags } from "../local/dev_flags.ts";
 import { signUserToken } from "../local/local_keys.ts";
 import { startStack } from "../local/stack.ts";
 import { freePort, freshDatabase } from "./_harness/database.ts";
-import { FIXTURE_WORKDIR, tempDir } from "./local/helpers.ts";
+import { fixtureArgs, tempDir } from "./local/helpers.ts";
 
 async function problem(res: Response): Promise<{ status: number; code: string; detail: string }> {
   assert.equal(res.headers.get("content-type"), "application/problem+json");
@@ -21,12 +21,7 @@ Deno.test("local gateway: routing, verify_jwt, streaming and function faults", a
   await using dir = await tempDir();
   const logs: string[] = [];
   const options = parseDevFlags([
-    "--workdir",
-    FIXTURE_WORKDIR,
-    "--data-dir",
-    dir.path,
-    "--port",
-    String(freePort()),
+    ...fixtureArgs(dir.path, freePort()),
     "--no-cron",
     "--no-watch",
     "--function-timeout",

@@ -63,3 +63,22 @@ export async function runScript(
   const decode = (b: Uint8Array) => new TextDecoder().decode(b);
   return { code: out.code, stdout: decode(out.stdout), stderr: decode(out.stderr) };
 }
+
+/** A loopback HTTP server that records the JSON bodies it receives. */
+export function jsonSink(status = 204) {
+  const received: unknown[] = [];
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
+    received.push(await req.json().catch(() => null));
+    return new Response(status === 204 ? null : "ok", { status });
+  });
+  return {
+    received,
+    url: `http://127.0.0.1:${server.addr.port}/hook`,
+    [Symbol.asyncDispose]: () => server.shutdown(),
+  };
+}
+
+/** `deno task dev` arguments for the fixture project in `dataDir` on `port`. */
+export function fixtureArgs(dataDir: string, port: number): string[] {
+  return ["--workdir", FIXTURE_WORKDIR, "--data-dir", dataDir, "--port", String(port)];
+}
