@@ -305,3 +305,32 @@ Deno.test("queue ts: listen mode starts a job soon after it is enqueued", async 
   assert.ok(at !== null, "NOTIFY woke the worker");
   assert.equal(summary.completed, 1);
 });
+
+Deno.test("queue ts: a drain ends as soon as the queue is empty, not a poll interval later", async () => {
+  // Regression: jobs that finished while the last (empty) claim was in flight
+  // left the loop waiting one pollMs before it noticed there was nothing left.
+  await using db = await freshDatabase();
+  let ran = 0;
+  const noop = defineJob({
+    type: "noop",
+    schema: z.object({ i: z.number() }),
+    handler: () => {
+      ran++;
+    },
+  });
+  await enqueueMany(
+    db.sql,
+    Array.from({ length: 1_000 }, (_, i) => ({ job: noop, payload: { i } })),
+  );
+  const pollMs = 30_000;
+  const summary = await runWorker({
+    sql: db.sql,
+    registry: jobRegistry([noop]),
+    concurrency: 10,
+    batchSize: 100,
+    pollMs,
+  });
+  assert.equal(summary.completed, 1_000);
+  assert.equal(ran, 1_000);
+  assert.ok(summary.durationMs < pollMs, `drain waited ${summary.durationMs} ms`);
+});

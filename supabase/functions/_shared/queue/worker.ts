@@ -209,8 +209,10 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerSummary> {
           startJobs();
           continue;
         }
-        // Outcomes that arrived during the claim are flushed first (next turn).
-        if (held === 0 && mode === "drain" && fails.length === 0) break;
+        // Outcomes that arrived during the claim are flushed first (next turn). `held`
+        // is re-read: jobs may have finished while the claim was in flight, and a
+        // drain with nothing left must end now, not after a poll interval.
+        if (local.length + running === 0 && mode === "drain" && fails.length === 0) break;
         idleUntil = now() + pollMs;
       }
       const idle = running === 0 && local.length === 0;
