@@ -20,6 +20,11 @@ export interface StartPostgresOptions {
   password?: string;
   /** Receives Postgres' own log lines. */
   onLog?: (line: string) => void;
+  /**
+   * Do not keep this process alive for the server's sake (the test harness's
+   * private cluster, which is killed when the process exits).
+   */
+  background?: boolean;
 }
 
 /** A running cluster. */
@@ -132,21 +137,24 @@ export async function startPostgres(options: StartPostgresOptions): Promise<Post
     options.dataDir,
     ...settings.flatMap((s) => ["-c", s]),
   ]);
+  const onLog = options.onLog;
   const child = new Deno.Command(cmd.cmd, {
     args: cmd.args,
     stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
+    stdout: onLog ? "piped" : "null",
+    stderr: onLog ? "piped" : "null",
   }).spawn();
-  const onLog = options.onLog;
-  for (const stream of [child.stdout, child.stderr]) {
-    const pump = stream.pipeThrough(new TextDecoderStream());
-    (async () => {
-      for await (const chunk of pump) {
-        if (onLog) { for (const line of chunk.split("\n")) if (line.trim()) onLog(line); }
-      }
-    })().catch(() => {});
+  if (onLog) {
+    for (const stream of [child.stdout, child.stderr]) {
+      const pump = stream.pipeThrough(new TextDecoderStream());
+      (async () => {
+        for await (const chunk of pump) {
+          for (const line of chunk.split("\n")) if (line.trim()) onLog(line);
+        }
+      })().catch(() => {});
+    }
   }
+  if (options.background) child.unref();
   const exited = child.status;
   const disarm = guardChild(child.pid);
   exited.finally(disarm);

@@ -67,6 +67,7 @@ async function cluster(): Promise<{ adminUrl: string; template: string }> {
       dataDir: join(dir, "data"),
       port: freePort(),
       ephemeral: true,
+      background: true,
     });
     globalThis.addEventListener("unload", () => {
       try {
