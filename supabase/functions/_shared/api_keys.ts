@@ -28,11 +28,6 @@ export class ApiKeySet {
     );
   }
 
-  /** Names of the configured keys. */
-  get names(): string[] {
-    return Object.keys(this.keys);
-  }
-
   /**
    * The name of the key equal to `presented`, restricted to `name` (or any key
    * with `*`); null when none matches. Every candidate is compared, match or not.

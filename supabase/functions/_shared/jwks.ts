@@ -50,11 +50,6 @@ export class JwksKeyStore {
     };
   }
 
-  /** True when this store can verify anything at all. */
-  get configured(): boolean {
-    return Boolean(this.#opts.inline || this.#opts.url);
-  }
-
   /** The key currently bound to `kid`, without any I/O (used to validate cache hits). */
   current(kid: string): CryptoKey | undefined {
     return this.#keys.get(kid)?.key;

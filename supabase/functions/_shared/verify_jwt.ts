@@ -56,11 +56,6 @@ export class JwtVerifier {
     this.#secret = options.jwtSecret ? new TextEncoder().encode(options.jwtSecret) : null;
   }
 
-  /** True when HS256 legacy tokens can be verified. */
-  get hasLegacySecret(): boolean {
-    return this.#secret !== null;
-  }
-
   /** Verifies `token`, throwing {@link InvalidTokenError} with the reason. */
   async verify(token: string): Promise<JwtClaims> {
     const now = this.#opts.now();
