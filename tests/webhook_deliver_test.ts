@@ -308,3 +308,23 @@ Deno.test("webhook.deliver: DNS failures and time-outs are retried; private answ
   assert.equal(job?.attempts, 1);
   assert.match(job?.errors[0].error, /DnsLookupError/);
 });
+
+Deno.test("webhook.deliver: a job timing out stops its DNS lookup", async () => {
+  let lookup: AbortSignal | undefined;
+  const webhook = webhookDeliverJob({
+    timeoutMs: 50,
+    resolveTimeoutMs: 60_000,
+    resolve: (_, signal) => {
+      lookup = signal;
+      return new Promise<string[]>(() => {});
+    },
+  });
+  await using db = await freshDatabase();
+  await db.sql`select queue.enqueue('webhook.deliver',
+    ${db.sql.json({ url: "https://slow.example/h" })}, max_attempts => 1)`;
+  const s = await runWorker({ sql: db.sql, registry: jobRegistry([webhook]) });
+  assert.equal(s.deadLettered, 1);
+  assert.equal(lookup?.aborted, true, "the resolver was told to stop with the job");
+  const [dead] = await db.sql`select reason from queue.dead_letters`;
+  assert.equal(dead?.reason, "attempts_exhausted");
+});
