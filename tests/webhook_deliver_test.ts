@@ -5,11 +5,13 @@
  */
 import assert from "node:assert/strict";
 import fc from "npm:fast-check@4";
+import { readEnv } from "../supabase/functions/_shared/env.ts";
 import { jobRow } from "../supabase/functions/_shared/queue/enqueue.ts";
 import { JobPayloadError } from "../supabase/functions/_shared/queue/errors.ts";
 import { jobRegistry } from "../supabase/functions/_shared/queue/job.ts";
 import { runWorker } from "../supabase/functions/_shared/queue/worker.ts";
 import { webhookDeliverJob, webhookPayload } from "../supabase/functions/_shared/queue/webhook.ts";
+import { jobDefinitions } from "../supabase/functions/queue-worker/jobs.ts";
 import { freshDatabase } from "./_harness/database.ts";
 import { serve } from "./_harness/server.ts";
 
@@ -327,4 +329,34 @@ Deno.test("webhook.deliver: a job timing out stops its DNS lookup", async () => 
   assert.equal(lookup?.aborted, true, "the resolver was told to stop with the job");
   const [dead] = await db.sql`select reason from queue.dead_letters`;
   assert.equal(dead?.reason, "attempts_exhausted");
+});
+
+Deno.test("webhook.deliver: QUEUE_WEBHOOK_ALLOW_HOSTS lets the queue-worker's job reach a private host", async () => {
+  await using db = await freshDatabase();
+  let hits = 0;
+  await using sink = serve(() => {
+    hits++;
+    return new Response(null, { status: 204 });
+  });
+  const jobsWith = (allow: string | undefined) => {
+    const env = readEnv((k) => (k === "QUEUE_WEBHOOK_ALLOW_HOSTS" ? allow : undefined));
+    return jobRegistry(jobDefinitions({ allowHosts: env.webhookAllowHosts }));
+  };
+  const deliver = async (registry: ReturnType<typeof jobsWith>, url: string) => {
+    await db.sql`select queue.enqueue('webhook.deliver', ${
+      db.sql.json({ url })
+    }, max_attempts => 1)`;
+    return await runWorker({ sql: db.sql, registry });
+  };
+  const port = new URL(sink.url).port;
+  assert.equal((await deliver(jobsWith(" example.org , 127.0.0.1 "), sink.url)).completed, 1);
+  assert.equal((await deliver(jobsWith("0x7f.1"), `http://2130706433:${port}/`)).completed, 1);
+  assert.equal(hits, 2);
+  // Unset, or naming another host: refused before any request.
+  for (const allow of [undefined, "", "127.0.0.2", "localhost"]) {
+    assert.equal((await deliver(jobsWith(allow), sink.url)).deadLettered, 1, String(allow));
+  }
+  assert.equal(hits, 2);
+  const reasons = await db.sql`select distinct reason from queue.dead_letters`;
+  assert.deepEqual(reasons.map((r) => r.reason), ["ssrf_blocked"]);
 });
