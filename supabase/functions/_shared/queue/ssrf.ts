@@ -1,73 +1,155 @@
 /**
  * SSRF guard for outbound webhooks: only http(s), and never a private, loopback,
- * link-local (cloud metadata), CGNAT, multicast or reserved address, whether the
- * URL names it directly or a DNS name resolves to it. Hosts listed in
- * `allowHosts` are exempt (local development, tests).
+ * link-local (cloud metadata), CGNAT, multicast or reserved address (see
+ * private_address.ts), whether the URL names it directly, in any form the URL
+ * parser accepts, or a DNS name resolves to it. Hosts listed in `allowHosts`
+ * are exempt (local development, tests).
+ *
+ * A refused target is permanent (`ssrf_blocked`); a lookup that fails or takes
+ * too long is not (DNS outages end), so it is thrown as a retryable
+ * {@link DnsLookupError}.
  *
  * Limit: the name is resolved here and again by fetch; a DNS answer that changes
  * in between (rebinding) is not caught. Egress rules are the complete defence.
  */
 import { PermanentJobError } from "./errors.ts";
+import { isPrivateAddress, parseV4 } from "./private_address.ts";
+
+export { isPrivateAddress } from "./private_address.ts";
 
 /** Options of {@link assertPublicUrl}. */
 export interface SsrfOptions {
-  /** Hostnames (as in URL.hostname) that may be private, e.g. ["127.0.0.1"] in tests. */
+  /**
+   * Hosts that may be private, e.g. ["127.0.0.1"] in tests. Compared after the
+   * URL parser's normalisation, so "LOCALHOST.", "::1" and "[::1]" all work.
+   */
   allowHosts?: readonly string[];
-  /** DNS lookup (default: Deno.resolveDns, A and AAAA). */
-  resolve?: (hostname: string) => Promise<string[]>;
+  /**
+   * Every A and AAAA address of `hostname` (default: Deno.resolveDns). It
+   * should stop when `signal` aborts; the guard stops waiting for it either way.
+   */
+  resolve?: (hostname: string, signal: AbortSignal) => Promise<string[]>;
+  /** How long a lookup may take before it counts as failed (default 5 s). */
+  resolveTimeoutMs?: number;
 }
 
-function v4(ip: string): number[] | null {
-  const parts = ip.split(".");
-  if (parts.length !== 4) return null;
-  const n = parts.map((p) => (/^\d{1,3}$/.test(p) ? Number(p) : NaN));
-  return n.every((x) => x >= 0 && x <= 255) ? n : null;
+/** The target's name could not be resolved (now): retryable, unlike a refusal. */
+export class DnsLookupError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "DnsLookupError";
+  }
 }
 
-function privateV4([a, b]: number[]): boolean {
-  return a === 0 || a === 10 || a === 127 || a! >= 224 || // this net, private, loopback, multicast+
-    (a === 100 && b! >= 64 && b! <= 127) || (a === 169 && b === 254) ||
-    (a === 172 && b! >= 16 && b! <= 31) || (a === 192 && b === 168) ||
-    (a === 192 && b === 0) || (a === 198 && (b === 18 || b === 19));
+/** Lowercase, no trailing dot, no brackets: how a host is compared with `allowHosts`. */
+function hostKey(host: string): string {
+  return host.toLowerCase().replace(/\.+$/, "").replace(/^\[(.*)\]$/, "$1");
 }
 
-/** True for addresses a webhook must not reach. Unparseable input counts as private. */
-export function isPrivateAddress(address: string): boolean {
-  const ip = address.replace(/^\[|\]$/g, "").toLowerCase();
-  const four = v4(ip);
-  if (four) return privateV4(four);
-  if (!ip.includes(":")) return true;
-  const mapped = /^(?:0*:)*:?ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(ip) ??
-    /^::(\d+\.\d+\.\d+\.\d+)$/.exec(ip);
-  if (mapped) return v4(mapped[1]!) ? privateV4(v4(mapped[1]!)!) : true;
-  if (ip === "::" || ip === "::1") return true;
-  const head = parseInt(ip.split(":")[0] || "0", 16);
-  return (head & 0xfe00) === 0xfc00 || (head & 0xffc0) === 0xfe80 || (head & 0xff00) === 0xff00;
+/** An allow-list entry in the URL parser's canonical form (so "0x7f.1" means 127.0.0.1). */
+function allowKey(entry: string): string {
+  const raw = entry.trim();
+  // Only bare hosts go through the parser: "a@b" or "a/b" would name another host.
+  if (!/^[A-Za-z0-9._:\[\]-]+$/.test(raw)) return hostKey(raw);
+  const bracketed = raw.includes(":") && !raw.startsWith("[") ? `[${raw}]` : raw;
+  try {
+    return hostKey(new URL(`http://${bracketed}/`).hostname);
+  } catch {
+    return hostKey(raw);
+  }
 }
 
-async function resolveDns(hostname: string): Promise<string[]> {
+async function resolveDns(hostname: string, signal: AbortSignal): Promise<string[]> {
+  const answers = await Promise.allSettled(
+    (["A", "AAAA"] as const).map((type) => Deno.resolveDns(hostname, type, { signal })),
+  );
   const out: string[] = [];
-  for (const type of ["A", "AAAA"] as const) {
-    try {
-      out.push(...(await Deno.resolveDns(hostname, type)));
-    } catch { /* no record of this type */ }
+  for (const answer of answers) {
+    if (answer.status === "fulfilled") out.push(...answer.value);
+    // "No record of this type" is an answer; any other failure leaves the
+    // name's addresses unknown, and checking only half of them is not a check.
+    else if (!(answer.reason instanceof Deno.errors.NotFound)) throw answer.reason;
   }
   return out;
 }
 
-/** Throws a non-retryable error (reason `ssrf_blocked`) unless `url` is a public http(s) target. */
-export async function assertPublicUrl(url: URL, options: SsrfOptions = {}): Promise<void> {
+function describe(value: unknown): string {
+  if (value instanceof Error) return `${value.name}: ${value.message}`;
+  try {
+    return String(value);
+  } catch {
+    return Object.prototype.toString.call(value);
+  }
+}
+
+/** The addresses of `host`, or a {@link DnsLookupError}; never waits past the deadline. */
+async function lookup(
+  host: string,
+  options: SsrfOptions,
+  signal: AbortSignal | undefined,
+): Promise<string[]> {
+  const timeoutMs = options.resolveTimeoutMs ?? 5_000;
+  const deadline = new AbortController();
+  const timedOut = new DnsLookupError(`DNS lookup of ${host} timed out after ${timeoutMs} ms`);
+  // A plain (ref'd) timer: a lookup is awaited, so it must keep the isolate alive.
+  const timer = setTimeout(() => deadline.abort(timedOut), timeoutMs);
+  const stop = AbortSignal.any([deadline.signal, ...(signal ? [signal] : [])]);
+  let onAbort: (() => void) | undefined;
+  const gaveUp = new Promise<never>((_, reject) => {
+    onAbort = () =>
+      reject(
+        stop.reason === timedOut ? timedOut : new DnsLookupError(
+          `DNS lookup of ${host} abandoned (${describe(stop.reason)})`,
+          { cause: stop.reason },
+        ),
+      );
+    if (stop.aborted) onAbort();
+    else stop.addEventListener("abort", onAbort, { once: true });
+  });
+  try {
+    const resolve = options.resolve ?? resolveDns;
+    // Called inside then() so that a resolver throwing synchronously is a failed lookup too.
+    const answer = await Promise.race([Promise.resolve().then(() => resolve(host, stop)), gaveUp]);
+    if (!Array.isArray(answer) || answer.some((a) => typeof a !== "string")) {
+      throw new DnsLookupError(`DNS lookup of ${host} returned no list of addresses`);
+    }
+    if (answer.length === 0) throw new DnsLookupError(`${host} has no A or AAAA record`);
+    return answer;
+  } catch (error) {
+    if (error instanceof DnsLookupError) throw error;
+    throw new DnsLookupError(`DNS lookup of ${host} failed: ${describe(error)}`, { cause: error });
+  } finally {
+    clearTimeout(timer);
+    if (onAbort) stop.removeEventListener("abort", onAbort);
+  }
+}
+
+/**
+ * Throws a non-retryable error (reason `ssrf_blocked`) unless `url` is a public
+ * http(s) target, or a {@link DnsLookupError} (retryable) if its name does not
+ * resolve before `resolveTimeoutMs` or `signal`.
+ */
+export async function assertPublicUrl(
+  url: URL,
+  options: SsrfOptions = {},
+  signal?: AbortSignal,
+): Promise<void> {
   const block = (why: string) =>
     new PermanentJobError(`refused ${url.origin}: ${why}`, { reason: "ssrf_blocked" });
   if (url.protocol !== "https:" && url.protocol !== "http:") throw block("only http(s)");
   if (url.username || url.password) throw block("credentials in URL");
-  const host = url.hostname;
-  if (options.allowHosts?.includes(host)) return;
+  const host = hostKey(url.hostname);
+  if (options.allowHosts?.some((entry) => allowKey(entry) === host)) return;
+  if (host === "") throw block("no host");
   if (host === "localhost" || host.endsWith(".localhost") || host.endsWith(".internal")) {
     throw block("local name");
   }
-  const literal = v4(host) !== null || host.startsWith("[");
-  const addresses = literal ? [host] : await (options.resolve ?? resolveDns)(host);
-  if (addresses.length === 0) throw block("name does not resolve");
-  if (addresses.some(isPrivateAddress)) throw block("private address");
+  const literal = parseV4(host) !== null || url.hostname.startsWith("[");
+  if (literal) {
+    if (isPrivateAddress(host)) throw block("private address");
+    return;
+  }
+  const addresses = await lookup(url.hostname, options, signal);
+  const inside = addresses.find(isPrivateAddress);
+  if (inside !== undefined) throw block(`${url.hostname} resolves to private address ${inside}`);
 }

@@ -1,20 +1,23 @@
 /**
  * The shipped `webhook.deliver` job: `{"url", "method"?, "headers"?, "body"?}`.
  * 2xx: done. 5xx, 429, timeouts and network errors: retried with backoff and
- * counted by the target host's circuit breaker. Other 4xx and 3xx (redirects are
- * not followed: they could point inside): dead-lettered. Private targets: refused.
+ * counted by the target host's circuit breaker; a name that does not resolve
+ * (yet) is retried too. Other 4xx and 3xx (redirects are not followed: they
+ * could point inside): dead-lettered. Private targets: refused (`ssrf_blocked`).
+ * Headers that cannot or must not be sent fail the schema (`invalid_payload`).
  */
 import { z } from "npm:zod@4";
 import { BreakerRegistry } from "../breaker_registry.ts";
 import { PermanentJobError } from "./errors.ts";
 import { defineJob, type JobDefinition } from "./job.ts";
 import { assertPublicUrl, type SsrfOptions } from "./ssrf.ts";
+import { webhookHeaders } from "./webhook_headers.ts";
 
 /** Payload of `webhook.deliver`. */
 export const webhookPayload = z.object({
   url: z.url({ protocol: /^https?$/ }),
   method: z.enum(["POST", "PUT", "PATCH", "DELETE", "GET"]).default("POST"),
-  headers: z.record(z.string(), z.string()).default({}),
+  headers: webhookHeaders.default({}),
   body: z.unknown().optional(),
 });
 
@@ -60,7 +63,7 @@ export function webhookDeliverJob(deps: WebhookDeps = {}): JobDefinition {
     backoff: { baseMs: 2_000, maxMs: 600_000 },
     handler: async (p, { signal }) => {
       const url = new URL(p.url);
-      await assertPublicUrl(url, deps);
+      await assertPublicUrl(url, deps, signal);
       const headers = new Headers(p.headers);
       let body: string | undefined;
       if (p.body !== undefined && p.method !== "GET") {
