@@ -12,6 +12,9 @@ import { join } from "node:path";
 import { PROJECT_ROOT } from "../local/postgres.ts";
 import { freePort } from "../tests/_harness/database.ts";
 import { makeProject, signToken } from "../tests/_harness/keys.ts";
+import { requireTools, WRK } from "./required_tools.ts";
+
+await requireTools("bench:http", [WRK]);
 
 const deno = Deno.execPath();
 const arg = (name: string, fallback: number) =>

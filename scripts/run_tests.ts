@@ -3,8 +3,9 @@
  * would pick it up as a test file.)
  *
  * 1. installs npm dependencies into ./node_modules (Deno from npm is enough);
- * 2. static checks: deno fmt --check, deno lint, deno check, and each function
- *    entrypoint type-checked on its own (as `supabase functions deploy` sees it);
+ * 2. static checks (static_checks.ts, shared with `deno task check`): deno fmt
+ *    --check, deno lint, deno check, and each function entrypoint type-checked on
+ *    its own (as `supabase functions deploy` sees it);
  * 3. starts an embedded Postgres (unless DATABASE_URL is set) and builds a
  *    template database: local bootstrap + every migration;
  * 4. runs the Supabase CLI's security advisors against it;
@@ -18,7 +19,7 @@ import { PROJECT_ROOT } from "../local/postgres.ts";
 import { startPostgres } from "../local/postgres_server.ts";
 import { buildTemplate, freePort, withDatabase } from "../tests/_harness/database.ts";
 import { countJUnit } from "./junit.ts";
-import { functionEntrypoints } from "./functions.ts";
+import { runStaticChecks } from "./static_checks.ts";
 
 const deno = Deno.execPath();
 const results: { name: string; ok: boolean }[] = [];
@@ -26,25 +27,6 @@ const record = (name: string, ok: boolean) => {
   results.push({ name, ok });
   console.log(`${ok ? "ok  " : "FAIL"} ${name}`);
 };
-
-async function run(
-  name: string,
-  cmd: string,
-  args: string[],
-  env?: Record<string, string>,
-): Promise<boolean> {
-  const out = await new Deno.Command(cmd, {
-    args,
-    cwd: PROJECT_ROOT,
-    env,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
-  if (!out.success) console.log(text.trim());
-  record(name, out.success);
-  return out.success;
-}
 
 async function install(): Promise<void> {
   const out = await new Deno.Command(deno, {
@@ -57,19 +39,10 @@ async function install(): Promise<void> {
 }
 
 async function staticChecks(): Promise<void> {
-  await run("deno fmt --check", deno, ["fmt", "--check"]);
-  await run("deno lint", deno, ["lint"]);
-  await run("deno check (project)", deno, ["check", "--quiet", "."]);
-  for (const entry of await functionEntrypoints()) {
-    // As deployed: no project config or import map, only the function's own imports.
-    await run(`deno check ${entry.name} standalone`, deno, [
-      "check",
-      "--quiet",
-      "--no-config",
-      "--no-lock",
-      entry.path,
-    ]);
-  }
+  await runStaticChecks(PROJECT_ROOT, ({ name, ok, output }) => {
+    if (!ok && output) console.log(output);
+    record(name, ok);
+  });
 }
 
 async function advisors(url: string): Promise<void> {
