@@ -36,9 +36,9 @@ import {
   compact,
   fmtRatio,
   fmtSummary,
+  pairedRange,
   quantile,
   ratio,
-  ratioRange,
   summarize,
   type Summary,
 } from "./lib/stats.ts";
@@ -361,8 +361,8 @@ function printResults(ms: Measurement[], lat: number[]) {
     const pair = (a: string, b: string) =>
       has(a) && has(b)
         ? `${fmtRatio(ratio(s(a), s(b)))} (${
-          ratioRange(s(a), s(b)).map(fmtRatio).join("-")
-        } over rounds)`
+          pairedRange(samples.get(a) ?? [], samples.get(b) ?? []).map(fmtRatio).join("-")
+        } per round)`
         : "-";
     console.log("\nComparisons (ratio of medians)");
     table(["comparison", "graphile-worker", "pg-boss"], [
@@ -413,7 +413,13 @@ function printResults(ms: Measurement[], lat: number[]) {
   const targets: Target[] = [];
   const t = (what: string, a: string, b: string, op: ">=" | "<=", bound: number) => {
     if (has(a) && has(b)) {
-      targets.push({ what, ratio: ratio(s(a), s(b)), range: ratioRange(s(a), s(b)), op, bound });
+      targets.push({
+        what,
+        ratio: ratio(s(a), s(b)),
+        range: pairedRange(samples.get(a) ?? [], samples.get(b) ?? []),
+        op,
+        bound,
+      });
     } else targets.push({ what, ratio: NaN, op, bound });
   };
   t(

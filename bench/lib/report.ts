@@ -31,7 +31,7 @@ export interface Target {
 export function targetsTable(title: string, targets: Target[]): void {
   console.log(`\n${title}`);
   table(
-    ["target", "measured (ratio of medians)", "range over rounds", "bound", "status"],
+    ["target", "measured (ratio of medians)", "per-round range", "bound", "status"],
     targets.map((t) => {
       const ok = Number.isFinite(t.ratio)
         ? (t.op === ">=" ? t.ratio >= t.bound : t.ratio <= t.bound)

@@ -71,10 +71,13 @@ export function fmtRatio(r: number): string {
 }
 
 /**
- * The spread of a ratio of two measured quantities taken round by round: the
- * worst and best pairing of their min/max. Shown so a ratio is never read as
+ * The spread of a ratio: min and max of the per-round ratios a[i] / b[i]
+ * (samples recorded round by round, so index i of both was measured in the
+ * same round, close in time). Shown so a ratio of medians is never read as
  * more precise than the samples behind it.
  */
-export function ratioRange(a: Summary, b: Summary): [number, number] {
-  return [a.min / b.max, a.max / b.min];
+export function pairedRange(a: number[], b: number[]): [number, number] {
+  const rs = a.slice(0, Math.min(a.length, b.length)).map((x, i) => x / b[i]!);
+  const s = summarize(rs);
+  return [s.min, s.max];
 }
