@@ -20,8 +20,9 @@
  *
  * Flags: --n=20000 --rounds=3 --concurrency=10 --batch=100 (equal settings)
  *   --ours-best-batch=500 --limit-batch=500 --chunk=5000 --scale=1,2,4,8
- *   --scale-peers=ours,graphile --pgboss-best=500x4 --latency=300 (0: skip)
- *   --only=enqueue,drain,limit,scale (default: all) --durable (fsync on)
+ *   --scale-peers=ours,graphile --pgboss-best=1000x2 --latency=300 (0: skip)
+ *   --only=enqueue,drain,limit,scale (default: all) --peers=ours,graphile,pgboss
+ *   (default: all) --durable (fsync on)
  */
 import { join } from "node:path";
 import postgres from "npm:postgres@3";
@@ -54,10 +55,11 @@ const CHUNK = num("chunk", 5_000);
 const SCALE = nums("scale", [1, 2, 4, 8]);
 const SCALE_PEERS = words("scale-peers").length ? words("scale-peers") : ["ours", "graphile"];
 const [PGBOSS_BEST_BATCH, PGBOSS_BEST_WORKERS] = (
-  Deno.args.find((a) => a.startsWith("--pgboss-best="))?.split("=")[1] ?? "500x4"
+  Deno.args.find((a) => a.startsWith("--pgboss-best="))?.split("=")[1] ?? "1000x2"
 ).split("x").map(Number) as [number, number];
 const LATENCY = num("latency", 300);
 const ONLY = words("only");
+const PEERS = words("peers");
 const DURABLE = flag("durable", false);
 const want = (group: string) => ONLY.length === 0 || ONLY.includes(group);
 
@@ -140,7 +142,8 @@ const drainSettings: Record<string, Omit<Measurement, "id" | "kind" | "workers">
     peer: "pgboss",
     settings: { localConcurrency: PGBOSS_BEST_WORKERS, batchSize: PGBOSS_BEST_BATCH, max: 10 },
     describe: `localConcurrency ${PGBOSS_BEST_WORKERS} x batchSize ${PGBOSS_BEST_BATCH}, ` +
-      "burstWhenBatchFull (no documented tuning guide; best of a small sweep here)",
+      "burstWhenBatchFull (pg-boss documents no tuning guide; best median of a sweep here: " +
+      "100x10, 200x8, 500x1, 500x4, 1000x2; change with --pgboss-best=BATCHxWORKERS)",
   },
 };
 
@@ -192,7 +195,7 @@ function plan(): Measurement[] {
       }
     }
   }
-  return out;
+  return PEERS.length ? out.filter((m) => PEERS.includes(m.peer)) : out;
 }
 
 /** Samples (jobs/s) per measurement id. */
