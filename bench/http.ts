@@ -20,6 +20,7 @@ import { PROJECT_ROOT } from "../local/postgres.ts";
 import { freePort } from "../tests/_harness/database.ts";
 import { makeProject, signToken } from "../tests/_harness/keys.ts";
 import { words } from "./lib/args.ts";
+import { onInterrupt } from "./lib/proc.ts";
 import { table, type Target, targetsTable } from "./lib/report.ts";
 import { bundle, coldStart, spawnServer, stopServer, waitFor } from "./lib/servers.ts";
 import {
@@ -178,6 +179,12 @@ if (want("cold")) {
     bundle("bench/servers/hello.ts", PROJECT_ROOT),
     bundle("supabase/functions/api/index.ts", PROJECT_ROOT),
   ]);
+  const removeBundles = async () => {
+    for (const f of [helloBundle, apiBundle]) {
+      if (f) await Deno.remove(f.replace(/\/bundle\.js$/, ""), { recursive: true }).catch(() => {});
+    }
+  };
+  const disarm = onInterrupt(removeBundles);
   const cold = [
     { id: "hello", file: "bench/servers/hello.ts", path: "/" },
     { id: "api", file: "supabase/functions/api/index.ts", path: "/functions/v1/api/health" },
@@ -225,9 +232,8 @@ if (want("cold")) {
       bound: 1.3,
     },
   );
-  for (const f of [helloBundle, apiBundle]) {
-    if (f) await Deno.remove(f.replace(/\/bundle\.js$/, ""), { recursive: true }).catch(() => {});
-  }
+  disarm();
+  await removeBundles();
 }
 
 targetsTable("Targets (DESIGN §6)", targets);

@@ -31,7 +31,7 @@ import { startPostgres } from "../local/postgres_server.ts";
 import { freePort, withDatabase } from "../tests/_harness/database.ts";
 import { flag, num, nums, words } from "./lib/args.ts";
 import { ensureNodePeers, NODE_DIR, nodeVersion, peerVersion } from "./lib/node_peers.ts";
-import { ProtocolChild, until } from "./lib/proc.ts";
+import { onInterrupt, ProtocolChild, until } from "./lib/proc.ts";
 import { table, type Target, targetsTable } from "./lib/report.ts";
 import {
   compact,
@@ -452,6 +452,11 @@ async function main() {
     port: freePort(),
     ephemeral: !DURABLE,
   });
+  const cleanUp = async () => {
+    await pg.stop();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  };
+  const disarm = onInterrupt(cleanUp);
   const cluster = new Cluster();
   cluster.url = pg.url;
   cluster.admin = postgres(pg.url, { max: 1, onnotice: () => {} });
@@ -481,9 +486,9 @@ async function main() {
       `\nload at the end: ${await loadavg()} (2 cores; absolute numbers drift, ratios less)`,
     );
   } finally {
-    await cluster.admin.end();
-    await pg.stop();
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    disarm();
+    await cluster.admin.end({ timeout: 1 });
+    await cleanUp();
   }
 }
 

@@ -9,7 +9,18 @@
  */
 
 const live = new Set<Deno.ChildProcess>();
+const cleanups: (() => Promise<void>)[] = [];
 let hooked = false;
+
+/** Runs `fn` (e.g. stop Postgres, remove a temp dir) if the bench is interrupted. */
+export function onInterrupt(fn: () => Promise<void>): () => void {
+  hookExit();
+  cleanups.push(fn);
+  return () => {
+    const i = cleanups.indexOf(fn);
+    if (i >= 0) cleanups.splice(i, 1);
+  };
+}
 
 function hookExit(): void {
   if (hooked) return;
@@ -22,8 +33,10 @@ function hookExit(): void {
     }
   };
   globalThis.addEventListener("unload", killAll);
-  Deno.addSignalListener("SIGINT", () => {
+  Deno.addSignalListener("SIGINT", async () => {
     killAll();
+    const timeout = new Promise((r) => setTimeout(r, 10_000));
+    await Promise.race([Promise.allSettled(cleanups.map((f) => f())), timeout]);
     Deno.exit(130);
   });
 }
