@@ -16,9 +16,6 @@
  * wrk before each), --runs=3 (warm rounds), --cold-runs=9 (cold-start rounds),
  * --connections=32, --only=warm,cold (default: both).
  */
-import { PROJECT_ROOT } from "../local/postgres.ts";
-import { freePort } from "../tests/_harness/database.ts";
-import { makeProject, signToken } from "../tests/_harness/keys.ts";
 import { words } from "./lib/args.ts";
 import { onInterrupt } from "./lib/proc.ts";
 import { table, type Target, targetsTable } from "./lib/report.ts";
@@ -33,7 +30,12 @@ import {
   type Summary,
 } from "./lib/stats.ts";
 import { wrk } from "./lib/wrk.ts";
+import { join } from "node:path";
+import { PROJECT_ROOT } from "../local/postgres.ts";
+import { freePort } from "../tests/_harness/database.ts";
+import { makeProject, signToken } from "../tests/_harness/keys.ts";
 
+const deno = Deno.execPath();
 const arg = (name: string, fallback: number) =>
   Number(Deno.args.find((a) => a.startsWith(`--${name}=`))?.split("=")[1] ?? fallback);
 const duration = arg("duration", 5);
@@ -106,7 +108,12 @@ const push = (m: Map<string, number[]>, k: string, x: number) => m.set(k, [...(m
 /** One warm measurement: spawn, check the answer, warm up, measure, stop. */
 async function warmOnce(s: Server) {
   const port = freePort();
-  const child = spawnServer(s.file, port, { ...project.env, ...s.env }, PROJECT_ROOT);
+  const child = spawnServer(
+    join(PROJECT_ROOT, s.file),
+    port,
+    { ...project.env, ...s.env },
+    PROJECT_ROOT,
+  );
   const url = `http://127.0.0.1:${port}${s.path}`;
   try {
     const answer = await waitFor(url, { method: "POST", body, headers });
@@ -130,7 +137,8 @@ const targets: Target[] = [];
 
 if (want("warm")) {
   console.log(
-    `warm: wrk -t1 -c${connections} -d${duration}s (after ${warmup}s warm-up), POST echo with an ` +
+    `servers: ${deno} serve (deno ${Deno.version.deno})\n` +
+      `warm: wrk -t1 -c${connections} -d${duration}s (after ${warmup}s warm-up), POST echo with an ` +
       `ES256 bearer token; ${runs} interleaved rounds; load ${await loadavg()}`,
   );
   for (let r = 0; r < runs; r++) {
