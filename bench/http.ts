@@ -6,8 +6,30 @@
  * (Debian package `wrk`; one thread, 32 connections) so client and server each
  * get one of the two cores. Ratios, not absolute numbers, are the result.
  *
- * Flags: --duration=5 (seconds per target), --runs=7 (cold starts per target).
+ * Every measurement runs --runs times, interleaved (one of each target per round,
+ * the order rotating), and the tables print the median, min-max and n, and
+ * ratios of medians; the final table prints the targets with met/missed.
+ * Each server's answer is checked before it is measured. Nothing asserts timings.
+ * Servers live in bench/servers/*, helpers in bench/lib/*.
+ *
+ * Flags: --duration=5 (seconds of wrk per measurement), --warmup=2 (seconds of
+ * wrk before each), --runs=3 (warm rounds), --cold-runs=9 (cold-start rounds),
+ * --connections=32, --only=warm,cold (default: both).
  */
+import { words } from "./lib/args.ts";
+import { onInterrupt } from "./lib/proc.ts";
+import { table, type Target, targetsTable } from "./lib/report.ts";
+import { bundle, coldStart, spawnServer, stopServer, waitFor } from "./lib/servers.ts";
+import {
+  compact,
+  fmtRatio,
+  fmtSummary,
+  pairedRange,
+  ratio,
+  summarize,
+  type Summary,
+} from "./lib/stats.ts";
+import { wrk } from "./lib/wrk.ts";
 import { join } from "node:path";
 import { PROJECT_ROOT } from "../local/postgres.ts";
 import { freePort } from "../tests/_harness/database.ts";
@@ -20,191 +42,215 @@ const deno = Deno.execPath();
 const arg = (name: string, fallback: number) =>
   Number(Deno.args.find((a) => a.startsWith(`--${name}=`))?.split("=")[1] ?? fallback);
 const duration = arg("duration", 5);
-const runs = arg("runs", 7);
+const runs = arg("runs", 3);
+const coldRuns = arg("cold-runs", 9);
+const warmup = arg("warmup", 2);
+const connections = arg("connections", 32);
+
+const only = words("only");
+const want = (part: string) => only.length === 0 || only.includes(part);
 
 const project = await makeProject({ LOG_LEVEL: "warn" });
 const token = await signToken(project.es256, { expiresIn: 3600 });
 const body = JSON.stringify({ action: "echo", payload: { message: "hello from wrk" } });
+const expected = JSON.stringify({ data: { message: "hello from wrk" } });
+const headers = { "content-type": "application/json", authorization: `Bearer ${token}` };
 
-interface Target {
+interface Server {
+  id: string;
   name: string;
   file: string;
   path: string;
   env?: Record<string, string>;
 }
 
-const targets: Target[] = [
-  { name: "bare Deno.serve echo", file: "bench/servers/bare_echo.ts", path: "/" },
+const servers: Server[] = [
+  { id: "bare", name: "bare Deno.serve echo", file: "bench/servers/bare_echo.ts", path: "/" },
   {
+    id: "limit",
+    name: "hand-written contract limit (Deno.serve)",
+    file: "bench/servers/contract_limit.ts",
+    path: "/",
+  },
+  {
+    id: "api",
     name: "api echo (this starter, ES256 user JWT)",
     file: "supabase/functions/api/index.ts",
     path: "/functions/v1/api",
   },
   {
+    id: "api-log",
     name: "api echo, access log on (LOG_LEVEL=info)",
     file: "supabase/functions/api/index.ts",
     path: "/functions/v1/api",
     env: { LOG_LEVEL: "info" },
   },
   {
+    id: "hono",
+    name: "Hono + jwk() JWKS + zod-validator",
+    file: "bench/servers/hono_jwks.ts",
+    path: "/",
+  },
+  {
+    id: "supabase-server",
     name: "@supabase/server withSupabase + zod",
     file: "bench/servers/supabase_server.ts",
     path: "/",
   },
   {
+    id: "jose",
     name: "jose jwtVerify every request + zod",
     file: "bench/servers/verify_every_request.ts",
     path: "/",
   },
 ];
 
-function spawnServer(file: string, port: number, env: Record<string, string> = {}) {
-  return new Deno.Command(deno, {
-    args: ["serve", "-A", "--quiet", `--port=${port}`, "--host=127.0.0.1", file],
-    cwd: PROJECT_ROOT,
-    env: { ...project.env, ...env },
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-}
+const rotate = <T>(xs: T[], k: number) => xs.map((_, i) => xs[(i + k) % xs.length]!);
+const push = (m: Map<string, number[]>, k: string, x: number) => m.set(k, [...(m.get(k) ?? []), x]);
 
-async function stop(child: Deno.ChildProcess) {
-  try {
-    child.kill("SIGTERM");
-  } catch { /* gone */ }
-  await child.status;
-}
-
-async function waitFor(url: string, init: RequestInit, deadlineMs = 20_000): Promise<void> {
-  const deadline = performance.now() + deadlineMs;
-  while (performance.now() < deadline) {
-    try {
-      const res = await fetch(url, init);
-      await res.body?.cancel();
-      if (res.status === 200) return;
-    } catch { /* not listening yet */ }
-    await new Promise((r) => setTimeout(r, 2));
-  }
-  throw new Error(`${url} did not answer 200`);
-}
-
-async function wrk(url: string, seconds: number) {
-  const script = await Deno.makeTempFile({ suffix: ".lua" });
-  await Deno.writeTextFile(
-    script,
-    `wrk.method = "POST"\nwrk.body = ${JSON.stringify(body)}\n` +
-      `wrk.headers["Content-Type"] = "application/json"\n` +
-      `wrk.headers["Authorization"] = "Bearer ${token}"\n`,
+/** One warm measurement: spawn, check the answer, warm up, measure, stop. */
+async function warmOnce(s: Server) {
+  const port = freePort();
+  const child = spawnServer(
+    join(PROJECT_ROOT, s.file),
+    port,
+    { ...project.env, ...s.env },
+    PROJECT_ROOT,
   );
+  const url = `http://127.0.0.1:${port}${s.path}`;
   try {
-    const out = await new Deno.Command("wrk", {
-      args: ["-t1", "-c32", `-d${seconds}s`, "--latency", "-s", script, url],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const text = new TextDecoder().decode(out.stdout);
-    const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(text)?.[1] ?? NaN);
-    const ms = (p: string) => {
-      const m = new RegExp(`\\s${p}%\\s+([\\d.]+)(us|ms|s)`).exec(text);
-      if (!m) return NaN;
-      return Number(m[1]) * (m[2] === "us" ? 0.001 : m[2] === "s" ? 1000 : 1);
-    };
-    const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(text)?.[1] ?? 0);
-    return { rps, p50: ms("50"), p99: ms("99"), non2xx };
+    const answer = await waitFor(url, { method: "POST", body, headers });
+    if (answer !== expected) throw new Error(`${s.name} answered ${answer}, not ${expected}`);
+    if (warmup > 0) await wrk(url, { seconds: warmup, body, headers, connections }); // JIT, token cache
+    const r = await wrk(url, { seconds: duration, body, headers, connections });
+    if (r.non2xx > 0 || r.errors > 0) {
+      throw new Error(`${s.name}: ${r.non2xx} non-2xx responses, ${r.errors} socket errors`);
+    }
+    return r;
   } finally {
-    await Deno.remove(script);
+    await stopServer(child);
   }
 }
 
-async function throughput() {
-  const rows: { name: string; rps: number; p50: number; p99: number }[] = [];
-  for (const t of targets) {
-    const port = freePort();
-    const child = spawnServer(t.file, port, t.env);
-    const url = `http://127.0.0.1:${port}${t.path}`;
-    try {
-      await waitFor(url, {
-        method: "POST",
-        body,
-        headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
-      });
-      await wrk(url, 2); // warm-up: JIT, token cache
-      const r = await wrk(url, duration);
-      if (r.non2xx > 0) throw new Error(`${t.name}: ${r.non2xx} non-2xx responses`);
-      rows.push({ name: t.name, ...r });
-      console.log(
-        `${t.name.padEnd(44)} ${r.rps.toFixed(0).padStart(8)} req/s  p50 ${
-          r.p50.toFixed(2)
-        } ms  p99 ${r.p99.toFixed(2)} ms`,
-      );
-    } finally {
-      await stop(child);
-    }
-  }
-  return rows;
-}
+const rps = new Map<string, number[]>();
+const p50 = new Map<string, number[]>();
+const p99 = new Map<string, number[]>();
+const S = (m: Map<string, number[]>, k: string): Summary => summarize(m.get(k) ?? []);
+const targets: Target[] = [];
 
-async function coldStart(file: string, path: string): Promise<number> {
-  const samples: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    const port = freePort();
-    const started = performance.now();
-    const child = spawnServer(file, port);
-    try {
-      await waitFor(`http://127.0.0.1:${port}${path}`, {});
-      samples.push(performance.now() - started);
-    } finally {
-      await stop(child);
-    }
-  }
-  samples.sort((a, b) => a - b);
-  return samples[Math.floor(samples.length / 2)]!;
-}
-
-async function bundle(file: string): Promise<string | null> {
-  const out = join(await Deno.makeTempDir(), "bundle.js");
-  const res = await new Deno.Command(deno, {
-    args: ["bundle", "--quiet", "--platform=deno", "-o", out, file],
-    cwd: PROJECT_ROOT,
-    stdout: "null",
-    stderr: "piped",
-  }).output();
-  return res.success ? out : null;
-}
-
-console.log(`warm throughput (wrk -t1 -c32 -d${duration}s, POST echo with an ES256 bearer token)`);
-const rows = await throughput();
-const rate = (n: string) => rows.find((r) => r.name.startsWith(n))!.rps;
-const api = rate("api echo (this");
-console.log(
-  `\n  api / bare Deno.serve          = ${(api / rate("bare")).toFixed(2)}x  (target >= 0.8x)`,
-);
-console.log(
-  `  api / @supabase/server         = ${(api / rate("@supabase")).toFixed(2)}x  (target >= 1.5x)`,
-);
-console.log(`  api / jose-verify-every-request = ${(api / rate("jose")).toFixed(2)}x`);
-console.log(`  api with access log / without   = ${(rate("api echo, access") / api).toFixed(2)}x`);
-
-console.log(`\ncold start (spawn to first 200, median of ${runs})`);
-const hello = await coldStart("bench/servers/hello.ts", "/");
-const apiCold = await coldStart("supabase/functions/api/index.ts", "/functions/v1/api/health");
-console.log(
-  `  (a) deno serve: hello ${hello.toFixed(0)} ms, api ${apiCold.toFixed(0)} ms = ${
-    (apiCold / hello).toFixed(2)
-  }x  (target <= 1.3x)`,
-);
-const [helloBundle, apiBundle] = await Promise.all([
-  bundle("bench/servers/hello.ts"),
-  bundle("supabase/functions/api/index.ts"),
-]);
-if (helloBundle && apiBundle) {
-  const hb = await coldStart(helloBundle, "/");
-  const ab = await coldStart(apiBundle, "/functions/v1/api/health");
+if (want("warm")) {
   console.log(
-    `  (b) bundled:    hello ${hb.toFixed(0)} ms, api ${ab.toFixed(0)} ms = ${
-      (ab / hb).toFixed(2)
-    }x  (target <= 1.3x)`,
+    `servers: ${deno} serve (deno ${Deno.version.deno})\n` +
+      `warm: wrk -t1 -c${connections} -d${duration}s (after ${warmup}s warm-up), POST echo with an ` +
+      `ES256 bearer token; ${runs} interleaved rounds; load ${await loadavg()}`,
   );
-} else {
-  console.log("  (b) bundled: deno bundle failed here; skipped");
+  for (let r = 0; r < runs; r++) {
+    for (const s of rotate(servers, r)) {
+      const x = await warmOnce(s);
+      push(rps, s.id, x.rps);
+      push(p50, s.id, x.p50);
+      push(p99, s.id, x.p99);
+      console.log(`round ${r + 1}/${runs}  ${s.name.padEnd(44)} ${compact(x.rps)} req/s`);
+    }
+  }
+  const api = S(rps, "api");
+  console.log();
+  table(
+    ["server", "req/s: median (min-max, n)", "p50 ms", "p99 ms", "api / this"],
+    servers.map((s) => [
+      s.name,
+      fmtSummary(S(rps, s.id)),
+      S(p50, s.id).median.toFixed(2),
+      S(p99, s.id).median.toFixed(2),
+      s.id === "api" ? "-" : fmtRatio(ratio(api, S(rps, s.id))),
+    ]),
+  );
+  const pair = (a: string, b: string) => ({
+    ratio: ratio(S(rps, a), S(rps, b)),
+    range: pairedRange(rps.get(a) ?? [], rps.get(b) ?? []),
+  });
+  const log = pair("api-log", "api");
+  console.log(
+    `\naccess log on / off: ${fmtRatio(log.ratio)} (${log.range.map(fmtRatio).join("-")})`,
+  );
+  targets.push(
+    {
+      what: "warm, api / hand-written contract limit",
+      ...pair("api", "limit"),
+      op: ">=",
+      bound: 0.9,
+    },
+    { what: "warm, api / bare Deno.serve echo", ...pair("api", "bare"), op: ">=", bound: 0.8 },
+    { what: "warm, api / Hono + JWKS + zod-validator", ...pair("api", "hono"), op: ">=", bound: 3 },
+  );
+}
+
+if (want("cold")) {
+  const [helloBundle, apiBundle] = await Promise.all([
+    bundle("bench/servers/hello.ts", PROJECT_ROOT),
+    bundle("supabase/functions/api/index.ts", PROJECT_ROOT),
+  ]);
+  const removeBundles = async () => {
+    for (const f of [helloBundle, apiBundle]) {
+      if (f) await Deno.remove(f.replace(/\/bundle\.js$/, ""), { recursive: true }).catch(() => {});
+    }
+  };
+  const disarm = onInterrupt(removeBundles);
+  const cold = [
+    { id: "hello", file: "bench/servers/hello.ts", path: "/" },
+    { id: "api", file: "supabase/functions/api/index.ts", path: "/functions/v1/api/health" },
+    ...(helloBundle && apiBundle
+      ? [
+        { id: "hello bundled", file: helloBundle, path: "/" },
+        { id: "api bundled", file: apiBundle, path: "/functions/v1/api/health" },
+      ]
+      : []),
+  ];
+  if (!helloBundle || !apiBundle) {
+    console.log("deno bundle failed here: bundled cold start skipped");
+  }
+  console.log(
+    `\ncold start: spawn to first 200 (deno serve), ${coldRuns} interleaved rounds; ` +
+      `load ${await loadavg()}`,
+  );
+  const ms = new Map<string, number[]>();
+  for (let r = 0; r < coldRuns; r++) {
+    for (const c of rotate(cold, r)) {
+      push(ms, c.id, await coldStart(c.file, c.path, freePort(), project.env, PROJECT_ROOT));
+    }
+  }
+  table(
+    ["function", "ms: median (min-max, n)", "/ hello-world"],
+    cold.map((c) => {
+      const base = c.id.endsWith("bundled") ? "hello bundled" : "hello";
+      return [
+        c.id,
+        fmtSummary(S(ms, c.id)),
+        c.id === base ? "-" : fmtRatio(ratio(S(ms, c.id), S(ms, base))),
+      ];
+    }),
+  );
+  const pair = (a: string, b: string) =>
+    ms.has(a) && ms.has(b)
+      ? { ratio: ratio(S(ms, a), S(ms, b)), range: pairedRange(ms.get(a) ?? [], ms.get(b) ?? []) }
+      : { ratio: NaN };
+  targets.push(
+    { what: "cold start, api / hello (deno serve)", ...pair("api", "hello"), op: "<=", bound: 1.3 },
+    {
+      what: "cold start, api / hello (bundled)",
+      ...pair("api bundled", "hello bundled"),
+      op: "<=",
+      bound: 1.3,
+    },
+  );
+  disarm();
+  await removeBundles();
+}
+
+targetsTable("Targets (DESIGN §6)", targets);
+console.log(`\nload at the end: ${await loadavg()} (2 cores; ratios move with load)`);
+
+async function loadavg(): Promise<string> {
+  const text = await Deno.readTextFile("/proc/loadavg").catch(() => "? ? ?");
+  return text.split(" ").slice(0, 3).join(" ");
 }

@@ -1,241 +1,494 @@
 /**
- * `deno task bench:queue`: this project's queue against graphile-worker (batched:
- * localQueue + batched completes) and pg-boss (batched fetch), side by side on
- * one embedded Postgres (a database each), with equal handler concurrency.
+ * `deno task bench:queue`: this project's queue against graphile-worker and
+ * pg-boss, each in its own runtime (ours under Deno as deployed; the others under
+ * Node, installed by the bench into bench/node), on one embedded Postgres.
  *
- * For each queue and round: enqueue N no-op jobs in batches (jobs/s), then start
- * a worker and time from its first handler call to the N-th (drain jobs/s; start-up
- * costs of each library excluded). Then, for
- * this queue, the enqueue-to-handler-start latency with a worker already running
- * (LISTEN/NOTIFY). Prints medians over the rounds and the ratios.
+ * Measurements (each on a fresh database cloned from a per-peer template):
+ * - enqueue, batched: N no-op jobs through each library's batch API (ours
+ *   `enqueueMany`, graphile-worker `addJobs` = `add_jobs`, pg-boss `insert`);
+ * - drain: N queued no-op jobs, timed from the first handler call to the N-th
+ *   across all worker processes (library start-up excluded): ours as shipped
+ *   (`queue-worker`'s runWorker call), ours and the peers at equal settings, and
+ *   each at its best (graphile-worker: its documented performance preset);
+ * - the in-database limit: the same claim + complete work (queue.claim,
+ *   queue.complete, a commit per batch) in one plpgsql loop, timed server-side;
+ * - a scale curve: 1, 2, 4, 8 worker processes on the same queue;
+ * - enqueue -> handler start latency with a listening worker (ours).
+ * Every measurement runs once per round, rounds interleave the peers (the order
+ * rotates each round), and the tables print the median, min-max and n of each
+ * and ratios of medians. Nothing here asserts a timing.
  *
- * Usage: deno task bench:queue [--n=20000] [--concurrency=10] [--batch=100] [--rounds=3]
+ * Flags: --n=20000 --rounds=3 --concurrency=10 --batch=100 (equal settings)
+ *   --ours-best-batch=500 --limit-batch=500 --chunk=5000 --scale=1,2,4,8
+ *   --scale-peers=ours,graphile --pgboss-best=1000x2 --latency=300 (0: skip)
+ *   --only=enqueue,drain,limit,scale (default: all) --peers=ours,graphile,pgboss
+ *   (default: all) --durable (fsync on)
  */
 import { join } from "node:path";
 import postgres from "npm:postgres@3";
-import { z } from "npm:zod@4";
-import { run as runGraphile, runMigrations as graphileMigrations } from "npm:graphile-worker@0.18";
-import { makeWorkerUtils } from "npm:graphile-worker@0.18";
-import { PgBoss } from "npm:pg-boss@12";
 import { applyBootstrap, applyMigrations } from "../local/migrate.ts";
 import { startPostgres } from "../local/postgres_server.ts";
 import { freePort, withDatabase } from "../tests/_harness/database.ts";
-import { enqueueMany } from "../supabase/functions/_shared/queue/enqueue.ts";
-import { defineJob, jobRegistry } from "../supabase/functions/_shared/queue/job.ts";
-import { runWorker } from "../supabase/functions/_shared/queue/worker.ts";
+import { flag, num, nums, words } from "./lib/args.ts";
+import { ensureNodePeers, NODE_DIR, nodeVersion, peerVersion } from "./lib/node_peers.ts";
+import { onInterrupt, ProtocolChild, until } from "./lib/proc.ts";
+import { table, type Target, targetsTable } from "./lib/report.ts";
+import {
+  compact,
+  fmtRatio,
+  fmtSummary,
+  pairedRange,
+  quantile,
+  ratio,
+  summarize,
+  type Summary,
+} from "./lib/stats.ts";
+import { IN_DB_LIMIT_SQL, runInDbLimit } from "./lib/queue_limit.ts";
 
-const arg = (name: string, fallback: number) => {
-  const hit = Deno.args.find((a) => a.startsWith(`--${name}=`));
-  return hit ? Number(hit.split("=")[1]) : fallback;
+const N = num("n", 20_000);
+const ROUNDS = num("rounds", 3);
+const C = num("concurrency", 10);
+const B = num("batch", 100);
+const OURS_BEST_BATCH = num("ours-best-batch", 500);
+const LIMIT_BATCH = num("limit-batch", 500);
+const CHUNK = num("chunk", 5_000);
+const SCALE = nums("scale", [1, 2, 4, 8]);
+const SCALE_PEERS = words("scale-peers").length ? words("scale-peers") : ["ours", "graphile"];
+const [PGBOSS_BEST_BATCH, PGBOSS_BEST_WORKERS] = (
+  Deno.args.find((a) => a.startsWith("--pgboss-best="))?.split("=")[1] ?? "1000x2"
+).split("x").map(Number) as [number, number];
+const LATENCY = num("latency", 300);
+const ONLY = words("only");
+const PEERS = words("peers");
+const DURABLE = flag("durable", false);
+const want = (group: string) => ONLY.length === 0 || ONLY.includes(group);
+
+type Peer = "ours" | "graphile" | "pgboss";
+type Kind = "enqueue" | "drain" | "limit";
+
+interface Measurement {
+  id: string;
+  label: string;
+  peer: Peer;
+  kind: Kind;
+  /** Worker processes (drain). */
+  workers: number;
+  settings: Record<string, unknown>;
+  /** Human-readable settings for the report. */
+  describe: string;
+}
+
+const deno = Deno.execPath();
+const GRAPHILE_DOC_PRESET = {
+  concurrentJobs: 24,
+  maxPoolSize: 25,
+  localQueueSize: 500,
+  completeJobBatchDelay: 0,
+  failJobBatchDelay: 0,
+  preparedStatements: true,
 };
-const N = arg("n", 20_000);
-const C = arg("concurrency", 10);
-const B = arg("batch", 100);
-const ROUNDS = arg("rounds", 3);
-const CHUNK = 5_000;
 
-interface Result {
-  enqueue: number;
-  drain: number;
-}
+const drainSettings: Record<string, Omit<Measurement, "id" | "kind" | "workers">> = {
+  "ours shipped": {
+    label: "ours, as shipped (queue-worker)",
+    peer: "ours",
+    settings: { shipped: true },
+    describe: "runWorker as queue-worker calls it: concurrency 10, batch 2 x 10 = 20, " +
+      "pool 3 (createDatabase), acks piggybacked on the next claim",
+  },
+  "ours equal": {
+    label: "ours, equal settings",
+    peer: "ours",
+    settings: { concurrency: C, batchSize: B },
+    describe: `concurrency ${C}, batch ${B}, pool 3`,
+  },
+  "ours best": {
+    label: "ours, best batch",
+    peer: "ours",
+    settings: { concurrency: C, batchSize: OURS_BEST_BATCH },
+    describe: `concurrency ${C}, batch ${OURS_BEST_BATCH}, pool 3`,
+  },
+  "graphile equal": {
+    label: "graphile-worker, equal settings",
+    peer: "graphile",
+    settings: {
+      concurrentJobs: C,
+      maxPoolSize: 10,
+      localQueueSize: B,
+      completeJobBatchDelay: 0,
+      failJobBatchDelay: 0,
+      preparedStatements: true,
+    },
+    describe: `concurrentJobs ${C}, localQueue ${B}, complete/failJobBatchDelay 0, ` +
+      "maxPoolSize 10 (default), preparedStatements on",
+  },
+  "graphile best": {
+    label: "graphile-worker, at its best",
+    peer: "graphile",
+    settings: GRAPHILE_DOC_PRESET,
+    describe: "its documented performance preset: concurrentJobs 24, maxPoolSize 25, " +
+      "localQueue 500, complete/failJobBatchDelay 0, preparedStatements on",
+  },
+  "pgboss equal": {
+    label: "pg-boss, equal settings",
+    peer: "pgboss",
+    settings: { localConcurrency: C, batchSize: Math.max(1, Math.round(B / C)), max: 10 },
+    describe: `localConcurrency ${C} x batchSize ${
+      Math.max(1, Math.round(B / C))
+    } (${B} in flight), burstWhenBatchFull, pool 10`,
+  },
+  "pgboss best": {
+    label: "pg-boss, at its best",
+    peer: "pgboss",
+    settings: { localConcurrency: PGBOSS_BEST_WORKERS, batchSize: PGBOSS_BEST_BATCH, max: 10 },
+    describe: `localConcurrency ${PGBOSS_BEST_WORKERS} x batchSize ${PGBOSS_BEST_BATCH}, ` +
+      "burstWhenBatchFull (pg-boss documents no tuning guide; best median of a sweep here: " +
+      "100x10, 200x8, 500x1, 500x4, 1000x2; change with --pgboss-best=BATCHxWORKERS)",
+  },
+};
 
-const rate = (n: number, ms: number) => (n / ms) * 1000;
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-const quantile = (xs: number[], q: number) =>
-  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * q))]!;
-
-async function createDb(adminUrl: string, name: string): Promise<string> {
-  const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
-  await admin.unsafe(`drop database if exists ${name} with (force)`);
-  await admin.unsafe(`create database ${name}`);
-  await admin.end();
-  return withDatabase(adminUrl, name);
-}
-
-/**
- * Counts handler calls. Drain time is taken from the first handler call to the
- * n-th, the same way for every queue, so each library's start-up (connecting,
- * migration checks, first poll) stays out of the comparison.
- */
-function counter(n: number) {
-  let count = 0;
-  let resolve!: () => void;
-  const done = new Promise<void>((r) => (resolve = r));
-  const c = {
-    done,
-    firstAt: 0,
-    lastAt: 0,
-    hit() {
-      const at = performance.now();
-      if (count === 0) c.firstAt = at;
-      if (++count === n) {
-        c.lastAt = at;
-        resolve();
+function plan(): Measurement[] {
+  const out: Measurement[] = [];
+  if (want("enqueue")) {
+    const api = { ours: "enqueueMany", graphile: "addJobs (add_jobs)", pgboss: "insert" };
+    for (const peer of ["ours", "graphile", "pgboss"] as const) {
+      out.push({
+        id: `enqueue ${peer}`,
+        label: `${peer} ${api[peer]}`,
+        peer,
+        kind: "enqueue",
+        workers: 1,
+        settings: {},
+        describe: peer === "ours"
+          ? "enqueueMany: 5,000 jobs per statement (zod-validated payloads)"
+          : `${api[peer]}, ${CHUNK} jobs per call`,
+      });
+    }
+  }
+  if (want("drain")) {
+    for (const [id, m] of Object.entries(drainSettings)) {
+      out.push({ id, kind: "drain", workers: 1, ...m });
+    }
+  }
+  if (want("limit")) {
+    out.push({
+      id: "limit",
+      label: "in-database limit (one plpgsql loop)",
+      peer: "ours",
+      kind: "limit",
+      workers: 1,
+      settings: {},
+      describe: `queue.claim(${LIMIT_BATCH}) + queue.complete + commit per batch, ` +
+        "one backend, no client round trips, timed with clock_timestamp()",
+    });
+  }
+  if (want("scale")) {
+    const base: Record<string, string> = { ours: "ours shipped", graphile: "graphile best" };
+    for (const peer of SCALE_PEERS) {
+      const m = drainSettings[base[peer] ?? `${peer} best`];
+      if (!m) throw new Error(`--scale-peers: unknown peer ${peer}`);
+      for (const k of SCALE) {
+        const id = `${base[peer] ?? `${peer} best`} x${k}`;
+        // x1 is the drain row itself when that is measured too.
+        if (k === 1 && want("drain")) continue;
+        out.push({ ...m, id, kind: "drain", workers: k });
       }
-    },
+    }
+  }
+  return PEERS.length ? out.filter((m) => PEERS.includes(m.peer)) : out;
+}
+
+/** Samples (jobs/s) per measurement id. */
+const samples = new Map<string, number[]>();
+const record = (id: string, x: number) => samples.set(id, [...(samples.get(id) ?? []), x]);
+const summary = (id: string): Summary => summarize(samples.get(id) ?? []);
+
+function childFor(peer: Peer, name: string, config: Record<string, unknown>): ProtocolChild {
+  const arg = JSON.stringify(config);
+  if (peer === "ours") {
+    return new ProtocolChild(name, deno, ["run", "-A", "--quiet", "bench/workers/ours.ts", arg], {
+      cwd: join(NODE_DIR, "..", ".."),
+    });
+  }
+  const script = peer === "graphile" ? "graphile.mjs" : "pgboss.mjs";
+  return new ProtocolChild(name, "node", [script, arg], { cwd: NODE_DIR });
+}
+
+/** Runs a child to completion (setup or enqueue) and returns its result. */
+async function runToEnd(peer: Peer, name: string, config: Record<string, unknown>) {
+  const child = childFor(peer, name, config);
+  await child.done;
+  if (child.error) throw new Error(`${name}: ${child.error}`);
+  return child.result ?? {};
+}
+
+class Cluster {
+  admin!: postgres.Sql;
+  url!: string;
+  #seq = 0;
+
+  async createFrom(template: string): Promise<{ name: string; url: string }> {
+    const name = `bench_m${++this.#seq}`;
+    await this.admin.unsafe(`create database ${name} template ${template}`);
+    return { name, url: withDatabase(this.url, name) };
+  }
+
+  async drop(name: string): Promise<void> {
+    await this.admin.unsafe(`drop database if exists ${name} with (force)`);
+  }
+}
+
+async function buildTemplates(cluster: Cluster): Promise<Record<Peer, string>> {
+  const names: Record<Peer, string> = {
+    ours: "bench_tpl_ours",
+    graphile: "bench_tpl_graphile",
+    pgboss: "bench_tpl_pgboss",
   };
-  return c;
+  for (const n of Object.values(names)) await cluster.admin.unsafe(`create database ${n}`);
+  const sql = postgres(withDatabase(cluster.url, names.ours), { max: 1, onnotice: () => {} });
+  try {
+    await applyBootstrap(sql);
+    await applyMigrations(sql);
+    await sql.unsafe(IN_DB_LIMIT_SQL);
+  } finally {
+    await sql.end();
+  }
+  await Promise.all([
+    runToEnd("graphile", "graphile setup", {
+      url: withDatabase(cluster.url, names.graphile),
+      mode: "setup",
+    }),
+    runToEnd("pgboss", "pg-boss setup", {
+      url: withDatabase(cluster.url, names.pgboss),
+      mode: "setup",
+    }),
+  ]);
+  return names;
 }
 
-async function benchOurs(url: string): Promise<Result> {
-  const sql = postgres(url, { max: 4, onnotice: () => {} });
-  await applyBootstrap(sql);
-  await applyMigrations(sql);
-  const c = counter(N);
-  const noop = defineJob({ type: "noop", schema: z.object({ i: z.number() }), handler: c.hit });
-  const items = Array.from({ length: N }, (_, i) => ({ job: noop, payload: { i } }));
-  let t = performance.now();
-  await enqueueMany(sql, items);
-  const enqueueMs = performance.now() - t;
-  t = performance.now();
-  const summary = await runWorker({
-    sql,
-    registry: jobRegistry([noop]),
-    concurrency: C,
-    batchSize: B,
-  });
-  await c.done;
-  const drainMs = c.lastAt - c.firstAt;
-  if (summary.completed !== N) throw new Error(`ours completed ${summary.completed} of ${N}`);
-  await sql.end();
-  return { enqueue: rate(N, enqueueMs), drain: rate(N, drainMs) };
+const deadlineMs = () => Math.max(120_000, N * 5);
+
+async function measure(cluster: Cluster, templates: Record<Peer, string>, m: Measurement) {
+  const db = await cluster.createFrom(templates[m.peer]);
+  try {
+    const base = { url: db.url, n: N, chunk: CHUNK };
+    if (m.kind === "enqueue") {
+      const r = await runToEnd(m.peer, m.id, { ...base, mode: "enqueue" });
+      return (N / (r.ms as number)) * 1000;
+    }
+    await runToEnd(m.peer, `${m.id} fill`, { ...base, mode: "enqueue" });
+    if (m.kind === "limit") {
+      const r = await runInDbLimit(db.url, LIMIT_BATCH);
+      if (r.n !== N) throw new Error(`in-database limit completed ${r.n} of ${N}`);
+      return (N / r.ms) * 1000;
+    }
+    const children = Array.from(
+      { length: m.workers },
+      (_, i) =>
+        childFor(m.peer, `${m.id} #${i + 1}`, { ...base, mode: "drain", settings: m.settings }),
+    );
+    try {
+      await until(children, () => children.every((c) => c.ready), 60_000, `${m.id} ready`);
+      await Promise.all(children.map((c) => c.send("go")));
+      const total = () => children.reduce((s, c) => s + c.count, 0);
+      await until(children, () => total() >= N, deadlineMs(), `${m.id} to run ${N} jobs`);
+      await Promise.all(children.map((c) => c.send("stop")));
+      await until(children, () => children.every((c) => c.result), 30_000, `${m.id} results`);
+      const results = children.map((c) => c.result!) as { first: number; last: number }[];
+      const ran = results.filter((r) => r.first > 0);
+      const first = Math.min(...ran.map((r) => r.first));
+      const last = Math.max(...ran.map((r) => r.last));
+      if (total() !== N) console.log(`  note: ${m.id} ran ${total()} handler calls for ${N} jobs`);
+      return (N / (last - first)) * 1000;
+    } finally {
+      await Promise.all(children.map((c) => c.close()));
+    }
+  } finally {
+    await cluster.drop(db.name);
+  }
 }
 
-async function benchGraphile(url: string): Promise<Result> {
-  await graphileMigrations({ connectionString: url });
-  const utils = await makeWorkerUtils({ connectionString: url });
-  let t = performance.now();
-  for (let i = 0; i < N; i += CHUNK) {
-    await utils.addJobs(
-      Array.from({ length: Math.min(CHUNK, N - i) }, (_, k) => ({
-        identifier: "noop",
-        payload: { i: i + k },
-      })),
+async function latency(cluster: Cluster, templates: Record<Peer, string>): Promise<number[]> {
+  const db = await cluster.createFrom(templates.ours);
+  try {
+    const r = await runToEnd("ours", "latency", {
+      url: db.url,
+      mode: "latency",
+      n: LATENCY,
+      settings: { concurrency: C },
+    });
+    return r.samples as number[];
+  } finally {
+    await cluster.drop(db.name);
+  }
+}
+
+const loadavg = async () =>
+  (await Deno.readTextFile("/proc/loadavg").catch(() => "? ? ?")).split(" ").slice(0, 3).join(" ");
+
+function printResults(ms: Measurement[], lat: number[]) {
+  const byId = new Map(ms.map((m) => [m.id, m]));
+  const has = (id: string) => (samples.get(id)?.length ?? 0) > 0;
+  const s = summary;
+
+  console.log("\nSettings");
+  table(
+    ["row", "settings"],
+    ms.filter((m) => !/ x\d+$/.test(m.id)).map((m) => [m.label, m.describe]),
+  );
+
+  if (want("enqueue")) {
+    console.log(`\nEnqueue, batched (${N} jobs; jobs/s: median (min-max, n))`);
+    table(
+      ["library", "jobs/s", "ours / this"],
+      (["ours", "graphile", "pgboss"] as const).map((p) => [
+        byId.get(`enqueue ${p}`)!.label,
+        fmtSummary(s(`enqueue ${p}`)),
+        p === "ours" ? "-" : fmtRatio(ratio(s("enqueue ours"), s(`enqueue ${p}`))),
+      ]),
     );
   }
-  const enqueueMs = performance.now() - t;
-  await utils.release();
-  const c = counter(N);
-  t = performance.now();
-  const runner = await runGraphile({
-    connectionString: url,
-    concurrency: C,
-    noHandleSignals: true,
-    pollInterval: 1000,
-    taskList: { noop: () => c.hit() },
-    logger: new (await import("npm:graphile-worker@0.18")).Logger(() => () => {}),
-    preset: {
-      worker: { localQueue: { size: B }, completeJobBatchDelay: 0, failJobBatchDelay: 0 },
-    },
-  });
-  await c.done;
-  const drainMs = c.lastAt - c.firstAt;
-  await runner.stop();
-  return { enqueue: rate(N, enqueueMs), drain: rate(N, drainMs) };
-}
 
-async function benchPgBoss(url: string): Promise<Result> {
-  const boss = new PgBoss({ connectionString: url, supervise: false, schedule: false });
-  boss.on("error", () => {});
-  await boss.start();
-  await boss.createQueue("noop");
-  let t = performance.now();
-  for (let i = 0; i < N; i += CHUNK) {
-    await boss.insert(
-      "noop",
-      Array.from({ length: Math.min(CHUNK, N - i) }, (_, k) => ({ data: { i: i + k } })),
+  if (want("drain") || want("limit")) {
+    console.log(`\nDrain (${N} queued no-op jobs, first to last handler call; jobs/s)`);
+    const rows = [...Object.keys(drainSettings), "limit"].filter(has);
+    table(
+      ["queue", "jobs/s", "ours shipped / this", "this / in-db limit"],
+      rows.map((id) => [
+        byId.get(id)!.label,
+        fmtSummary(s(id)),
+        id === "ours shipped" ? "-" : fmtRatio(ratio(s("ours shipped"), s(id))),
+        id === "limit" ? "-" : fmtRatio(ratio(s(id), s("limit"))),
+      ]),
+    );
+    const pair = (a: string, b: string) =>
+      has(a) && has(b)
+        ? `${fmtRatio(ratio(s(a), s(b)))} (${
+          pairedRange(samples.get(a) ?? [], samples.get(b) ?? []).map(fmtRatio).join("-")
+        } per round)`
+        : "-";
+    console.log("\nComparisons (ratio of medians)");
+    table(["comparison", "graphile-worker", "pg-boss"], [
+      [
+        "equal settings: ours / peer",
+        pair("ours equal", "graphile equal"),
+        pair("ours equal", "pgboss equal"),
+      ],
+      [
+        "each at its best: ours best / peer best",
+        pair("ours best", "graphile best"),
+        pair("ours best", "pgboss best"),
+      ],
+      [
+        "as shipped: ours shipped / peer best",
+        pair("ours shipped", "graphile best"),
+        pair("ours shipped", "pgboss best"),
+      ],
+    ]);
+  }
+
+  if (want("scale")) {
+    const base: Record<string, string> = { ours: "ours shipped", graphile: "graphile best" };
+    const id = (peer: string, k: number) => {
+      const b = base[peer] ?? `${peer} best`;
+      return k === 1 && want("drain") ? b : `${b} x${k}`;
+    };
+    console.log("\nScale curve (worker processes on one queue; total jobs/s, per worker)");
+    table(
+      ["workers", ...SCALE_PEERS.flatMap((p) => [`${p} jobs/s`, `${p} per worker`])],
+      SCALE.map((k) => [
+        String(k),
+        ...SCALE_PEERS.flatMap((p) => {
+          const x = s(id(p, k));
+          return [fmtSummary(x), compact(x.median / k)];
+        }),
+      ]),
     );
   }
-  const enqueueMs = performance.now() - t;
-  const c = counter(N);
-  t = performance.now();
-  // C workers, each fetching a batch of B / C: the same jobs in flight as the others.
-  await boss.work("noop", {
-    localConcurrency: C,
-    batchSize: Math.max(1, Math.round(B / C)),
-    pollingIntervalSeconds: 0.5,
-    burstWhenBatchFull: true,
-  }, (jobs) => {
-    for (const _ of jobs) c.hit();
-    return Promise.resolve();
-  });
-  await c.done;
-  const drainMs = c.lastAt - c.firstAt;
-  await boss.stop({ graceful: false, timeout: 5000 }).catch(() => {});
-  return { enqueue: rate(N, enqueueMs), drain: rate(N, drainMs) };
-}
 
-/** Enqueue-to-start latency of single jobs while a listening worker runs. */
-async function latencyOurs(url: string, samples = 300): Promise<number[]> {
-  const sql = postgres(url, { max: 4, onnotice: () => {} });
-  const pending = new Map<number, (at: number) => void>();
-  const ping = defineJob({
-    type: "ping",
-    schema: z.object({ k: z.number() }),
-    handler: ({ k }) => pending.get(k)?.(performance.now()),
-  });
-  const stop = new AbortController();
-  const worker = runWorker({
-    sql,
-    registry: jobRegistry([ping]),
-    queue: "latency",
-    mode: "listen",
-    pollMs: 5_000,
-    concurrency: C,
-    signal: stop.signal,
-  });
-  await new Promise((r) => setTimeout(r, 200));
-  const out: number[] = [];
-  for (let k = 0; k < samples; k++) {
-    const started = new Promise<number>((r) => pending.set(k, r));
-    const t0 = performance.now();
-    await enqueueMany(sql, [{ job: ping, payload: { k }, options: { queue: "latency" } }]);
-    out.push((await started) - t0);
-    pending.delete(k);
-    await new Promise((r) => setTimeout(r, 5));
+  if (lat.length) {
+    console.log(
+      `\nEnqueue -> handler start, ours, worker listening (${lat.length} single jobs): ` +
+        `p50 ${quantile(lat, 0.5).toFixed(2)} ms, p99 ${quantile(lat, 0.99).toFixed(2)} ms`,
+    );
   }
-  stop.abort();
-  await worker;
-  await sql.end();
-  return out;
+
+  const targets: Target[] = [];
+  const t = (what: string, a: string, b: string, op: ">=" | "<=", bound: number) => {
+    if (has(a) && has(b)) {
+      targets.push({
+        what,
+        ratio: ratio(s(a), s(b)),
+        range: pairedRange(samples.get(a) ?? [], samples.get(b) ?? []),
+        op,
+        bound,
+      });
+    } else targets.push({ what, ratio: NaN, op, bound });
+  };
+  t(
+    "drain, ours shipped / graphile-worker at its best",
+    "ours shipped",
+    "graphile best",
+    ">=",
+    1.5,
+  );
+  t("drain, ours shipped / in-database limit", "ours shipped", "limit", ">=", 0.6);
+  t(
+    "enqueue batched, ours / graphile-worker add_jobs",
+    "enqueue ours",
+    "enqueue graphile",
+    ">=",
+    1.0,
+  );
+  targetsTable("Targets (DESIGN §6)", targets);
 }
 
 async function main() {
+  await ensureNodePeers();
   const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: "bench-queue-pg-" });
   await Deno.chmod(dir, 0o755);
-  const pg = await startPostgres({ dataDir: join(dir, "data"), port: freePort(), ephemeral: true });
-  console.log(`queue bench: N=${N} no-op jobs, concurrency ${C}, batch ${B}, ${ROUNDS} rounds`);
-  const results: Record<string, Result[]> = { ours: [], graphile: [], pgboss: [] };
-  try {
-    for (let r = 0; r < ROUNDS; r++) {
-      results.ours!.push(await benchOurs(await createDb(pg.url, `bench_ours_${r}`)));
-      results.graphile!.push(await benchGraphile(await createDb(pg.url, `bench_graphile_${r}`)));
-      results.pgboss!.push(await benchPgBoss(await createDb(pg.url, `bench_pgboss_${r}`)));
-      const line = Object.entries(results).map(([k, v]) => `${k} ${Math.round(v.at(-1)!.drain)}/s`);
-      console.log(`round ${r + 1}: drain ${line.join(", ")}`);
-    }
-    const lat = await latencyOurs(withDatabase(pg.url, "bench_ours_0"));
-    const med = (k: string, f: keyof Result) => median(results[k]!.map((x) => x[f]));
-    console.log("\n| queue | enqueue jobs/s | drain jobs/s | drain ratio (ours / peer) |");
-    console.log("| --- | --- | --- | --- |");
-    for (const k of ["ours", "graphile", "pgboss"]) {
-      const ratio = k === "ours" ? "-" : `${(med("ours", "drain") / med(k, "drain")).toFixed(2)}x`;
-      console.log(
-        `| ${k} | ${Math.round(med(k, "enqueue"))} | ${Math.round(med(k, "drain"))} | ${ratio} |`,
-      );
-    }
-    console.log(
-      `\nenqueue -> start latency (ours, worker listening, ${lat.length} jobs): ` +
-        `p50 ${quantile(lat, 0.5).toFixed(2)} ms, p99 ${quantile(lat, 0.99).toFixed(2)} ms`,
-    );
-    console.log(
-      `enqueue ratio ours/graphile ${
-        (med("ours", "enqueue") / med("graphile", "enqueue")).toFixed(2)
-      }x, ours/pg-boss ${(med("ours", "enqueue") / med("pgboss", "enqueue")).toFixed(2)}x`,
-    );
-  } finally {
+  const pg = await startPostgres({
+    dataDir: join(dir, "data"),
+    port: freePort(),
+    ephemeral: !DURABLE,
+  });
+  const cleanUp = async () => {
     await pg.stop();
     await Deno.remove(dir, { recursive: true }).catch(() => {});
+  };
+  const disarm = onInterrupt(cleanUp);
+  const cluster = new Cluster();
+  cluster.url = pg.url;
+  cluster.admin = postgres(pg.url, { max: 1, onnotice: () => {} });
+  try {
+    const [pgVersion] = await cluster.admin`select current_setting('server_version') as v`;
+    console.log(
+      `bench:queue  N=${N}, ${ROUNDS} rounds, interleaved; Postgres ${pgVersion!.v} ` +
+        `(${DURABLE ? "fsync on" : "fsync off, synchronous_commit off"}); ` +
+        `deno ${Deno.version.deno}, node ${await nodeVersion()}, graphile-worker ${await peerVersion(
+          "graphile-worker",
+        )}, pg-boss ${await peerVersion("pg-boss")}; load ${await loadavg()}`,
+    );
+    const templates = await buildTemplates(cluster);
+    const ms = plan();
+    for (let r = 0; r < ROUNDS; r++) {
+      // Rotate the order each round so no peer always runs first (or last).
+      const order = ms.map((_, i) => ms[(i + r * 3) % ms.length]!);
+      for (const m of order) {
+        const x = await measure(cluster, templates, m);
+        record(m.id, x);
+        console.log(`round ${r + 1}/${ROUNDS}  ${m.id.padEnd(22)} ${compact(x)} jobs/s`);
+      }
+    }
+    const lat = LATENCY > 0 ? await latency(cluster, templates) : [];
+    printResults(ms, lat);
+    console.log(
+      `\nload at the end: ${await loadavg()} (2 cores; absolute numbers drift, ratios less)`,
+    );
+  } finally {
+    disarm();
+    await cluster.admin.end({ timeout: 1 });
+    await cleanUp();
   }
 }
 
