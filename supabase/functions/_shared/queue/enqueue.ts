@@ -10,7 +10,7 @@
  */
 import type { Sql } from "npm:postgres@3";
 import type { z } from "npm:zod@4";
-import { JobPayloadError, QueueOptionsError } from "./errors.ts";
+import { JobPayloadError, PayloadTooLargeError, QueueOptionsError } from "./errors.ts";
 import { JOB_DEFAULTS, type JobDefinition } from "./job.ts";
 
 /** Per-job options; the job definition supplies defaults for maxAttempts and queue. */
@@ -31,6 +31,25 @@ export interface EnqueueOptions {
 export type Queryable = Pick<Sql, "unsafe">;
 
 const QUEUE_NAME = /^[A-Za-z0-9_.:-]{1,64}$/;
+
+/** `queue.max_payload_bytes()`: the most JSON (UTF-8 octets, as Postgres prints it) a payload may be. */
+export const MAX_PAYLOAD_BYTES = 1_048_576;
+
+/** The run_at range SQL accepts: years 1..9999 UTC (Postgres and JavaScript both print these). */
+const MIN_RUN_AT_MS = Date.parse("0001-01-01T00:00:00Z");
+const END_RUN_AT_MS = Date.UTC(10000, 0, 1);
+
+/** A batch statement stops growing here, far below Postgres' 256 MB jsonb and 1 GB text limits. */
+const STATEMENT_BYTES = 16 * 1024 * 1024;
+
+const utf8 = new TextEncoder();
+
+/** UTF-8 length of `json`, computed only when its UTF-16 length cannot settle the question. */
+function overLimit(json: string): number | null {
+  if (json.length * 3 <= MAX_PAYLOAD_BYTES) return null;
+  const bytes = json.length > MAX_PAYLOAD_BYTES ? json.length : utf8.encode(json).length;
+  return bytes > MAX_PAYLOAD_BYTES ? bytes : null;
+}
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v) &&
@@ -65,14 +84,27 @@ export function jobRow(def: JobDefinition, payload: unknown, options: EnqueueOpt
   if (key !== undefined && (key.length < 1 || key.length > 200)) {
     throw new QueueOptionsError("dedupeKey must be 1..200 characters");
   }
-  if (options.delayMs !== undefined && !(options.delayMs >= 0)) {
-    throw new QueueOptionsError("delayMs must be >= 0");
+  if (
+    options.delayMs !== undefined && !(Number.isFinite(options.delayMs) && options.delayMs >= 0)
+  ) {
+    throw new QueueOptionsError(`delayMs must be a finite number >= 0, got ${options.delayMs}`);
   }
-  if (options.runAt !== undefined && Number.isNaN(options.runAt.getTime())) {
-    throw new QueueOptionsError("runAt is not a valid date");
+  if (options.runAt !== undefined && !(options.runAt instanceof Date)) {
+    throw new QueueOptionsError("runAt must be a Date");
   }
   const runAt = options.runAt ??
     (options.delayMs ? new Date(Date.now() + options.delayMs) : undefined);
+  if (runAt !== undefined) {
+    const t = runAt.getTime();
+    if (!(t >= MIN_RUN_AT_MS && t < END_RUN_AT_MS)) {
+      throw new QueueOptionsError("runAt must be a valid date in years 1..9999 (UTC)");
+    }
+  }
+  // JSON.stringify never prints more than Postgres does (it adds no spaces), so a
+  // payload over the limit here is over it in SQL too; a few near the limit are
+  // caught only there, and enqueueMany maps that error to the same type.
+  const bytes = overLimit(JSON.stringify(payload));
+  if (bytes !== null) throw new PayloadTooLargeError(bytes, MAX_PAYLOAD_BYTES);
   return {
     job_type: def.type,
     payload,
@@ -102,20 +134,43 @@ export interface EnqueueItem {
   options?: EnqueueOptions;
 }
 
-/** Enqueues many jobs in one statement per 5,000; returns ids in input order. */
+/** Batching limits of {@link enqueueMany}. */
+export interface EnqueueManyOptions {
+  /** Largest JSON text of one statement (default 16 MiB); a single job may exceed it. */
+  statementBytes?: number;
+}
+
+/**
+ * Enqueues many jobs, one statement per 5,000 jobs or 16 MiB of JSON; returns ids
+ * in input order. Statements commit one by one unless `sql` is a transaction.
+ */
 export async function enqueueMany(
   sql: Queryable,
   items: readonly EnqueueItem[],
+  options: EnqueueManyOptions = {},
 ): Promise<number[]> {
-  const rows = items.map((it) => jobRow(it.job, it.payload, it.options));
+  const limit = options.statementBytes ?? STATEMENT_BYTES;
+  const rows = items.map((it) => JSON.stringify(jobRow(it.job, it.payload, it.options)));
   const ids: number[] = [];
-  for (let i = 0; i < rows.length; i += 5000) {
-    const chunk = JSON.stringify(rows.slice(i, i + 5000));
+  let start = 0;
+  while (start < rows.length) {
+    // UTF-16 length: a close enough, cheap estimate of the statement's size.
+    let end = start + 1;
+    let size = rows[start]!.length;
+    while (end < rows.length && end - start < 5000 && size + rows[end]!.length < limit) {
+      size += rows[end]!.length + 1;
+      end++;
+    }
     const out = await sql.unsafe<{ id: string }[]>(
       "select id from queue.enqueue_many($1::text::jsonb)",
-      [chunk],
-    );
+      ["[" + rows.slice(start, end).join(",") + "]"],
+    ).catch((error: unknown) => {
+      throw (error as { code?: string }).code === "54000"
+        ? new PayloadTooLargeError(null, MAX_PAYLOAD_BYTES, error)
+        : error;
+    });
     for (const r of out) ids.push(Number(r.id));
+    start = end;
   }
   return ids;
 }

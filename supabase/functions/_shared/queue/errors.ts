@@ -43,3 +43,22 @@ export class QueueOptionsError extends Error {
     this.name = "QueueOptionsError";
   }
 }
+
+/**
+ * A payload over the queue's limit (`queue.max_payload_bytes()`, 1 MiB of JSON):
+ * refused before it is sent when its size shows it, else mapped from SQLSTATE 54000.
+ * A 413 when it reaches HTTP.
+ */
+export class PayloadTooLargeError extends HttpError {
+  constructor(readonly bytes: number | null, readonly limit: number, cause?: unknown) {
+    super({
+      status: 413,
+      code: "job_payload_too_large",
+      detail: bytes === null
+        ? `The job payload is larger than the queue's limit of ${limit} bytes of JSON.`
+        : `The job payload is ${bytes} bytes of JSON; the queue's limit is ${limit} bytes.`,
+      cause,
+    });
+    this.name = "PayloadTooLargeError";
+  }
+}
