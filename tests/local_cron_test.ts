@@ -55,25 +55,30 @@ Deno.test("cron: queue-worker is called with the cron key on the interval", asyn
 Deno.test("cron: --no-cron never calls queue-worker", async () => {
   await using db = await freshDatabase();
   await using dir = await tempDir("local-cron-");
+  await using controlDir = await tempDir("local-cron-control-");
   await using sink = jsonSink(200);
-  const envFile = join(dir.path, "functions.env");
-  await Deno.writeTextFile(envFile, `SINK_URL=${sink.url}\n`);
-  const dev = spawnDev([
-    ...fixtureArgs(dir.path, freePort()),
-    "--env-file",
-    envFile,
-    "--cron-interval",
-    "0.2",
-    "--no-cron",
-  ], { SUPABASE_DB_URL: db.url });
+  await using controlSink = jsonSink(200);
+  const start = async (path: string, url: string, extra: string[]) => {
+    const envFile = join(path, "functions.env");
+    await Deno.writeTextFile(envFile, `SINK_URL=${url}\n`);
+    const args = [...fixtureArgs(path, freePort()), "--env-file", envFile, ...extra];
+    return spawnDev([...args, "--cron-interval", "0.2"], { SUPABASE_DB_URL: db.url });
+  };
+  const dev = await start(dir.path, sink.url, ["--no-cron"]);
+  let control: Awaited<ReturnType<typeof start>> | undefined;
   try {
     await dev.ready;
-    // Several intervals pass; the stand-in would have delivered on each one.
-    await new Promise((r) => setTimeout(r, 1000));
+    // A control stack started after it, with cron on: once the control has
+    // delivered three times, several intervals have passed on this machine at
+    // its present speed, rather than a guessed one second.
+    control = await start(controlDir.path, controlSink.url, []);
+    await control.ready;
+    await eventually("three control runs", () => controlSink.received.length >= 3 || undefined);
     assert.equal(sink.received.length, 0);
     assert.ok(!dev.lines.some((l) => l.includes("cron:")));
   } finally {
     await killTree(dev);
+    if (control) await killTree(control);
   }
 });
 

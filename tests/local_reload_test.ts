@@ -8,13 +8,16 @@ import { join } from "node:path";
 import { parseDevFlags } from "../local/dev_flags.ts";
 import { startStack } from "../local/stack.ts";
 import { freePort, freshDatabase } from "./_harness/database.ts";
+import { serve } from "./_harness/server.ts";
 import { eventually, tempDir } from "./local/helpers.ts";
 
-const fnSource = (name: string, version: string) =>
+// `/slow` answers once the test opens `gate`: it stays in flight across the
+// reload however long the reload takes, rather than for a fixed 1.5 s.
+const fnSource = (name: string, version: string, gate = "") =>
   `import { SHARED } from "../_shared/version.ts";
 export default {
   async fetch(req: Request): Promise<Response> {
-    if (new URL(req.url).pathname.endsWith("/slow")) await new Promise((r) => setTimeout(r, 1500));
+    if (new URL(req.url).pathname.endsWith("/slow")) await (await fetch("${gate}")).text();
     return new Response(\`${name} \${SHARED} ${version} \${Deno.pid}\`);
   },
 };
@@ -23,11 +26,14 @@ export default {
 Deno.test("hot reload: affected functions only, in-flight requests finish", async () => {
   await using db = await freshDatabase();
   await using dir = await tempDir();
+  const open = Promise.withResolvers<void>();
+  await using gate = serve(async () => (await open.promise, new Response("open")));
+  using _open = { [Symbol.dispose]: () => open.resolve() }; // before the gate stops
   const functions = join(dir.path, "project", "supabase", "functions");
   await Deno.mkdir(join(functions, "_shared"), { recursive: true });
   for (const name of ["a", "b"]) {
     await Deno.mkdir(join(functions, name));
-    await Deno.writeTextFile(join(functions, name, "index.ts"), fnSource(name, "v1"));
+    await Deno.writeTextFile(join(functions, name, "index.ts"), fnSource(name, "v1", gate.url));
   }
   const shared = join(functions, "_shared", "version.ts");
   await Deno.writeTextFile(shared, `export const SHARED = "s1";\n`);
@@ -72,6 +78,7 @@ Deno.test("hot reload: affected functions only, in-flight requests finish", asyn
       return r.words[2] === "v2" ? r : undefined;
     });
     assert.notEqual(a2.words[3], a1.words[3], "a runs in a new process");
+    open.resolve();
     const slow = await inFlight;
     assert.equal(slow.status, 200, "the in-flight request finished on the old process");
     assert.deepEqual(slow.words.slice(0, 4), ["a", "s1", "v1", a1.words[3]]);

@@ -3,6 +3,7 @@
  * loop, and the bad-input and fault list of the queue issue.
  */
 import assert from "node:assert/strict";
+import postgres from "npm:postgres@3";
 import { z } from "npm:zod@4";
 import { freshDatabase } from "./_harness/database.ts";
 import { enqueue, enqueueMany } from "../supabase/functions/_shared/queue/enqueue.ts";
@@ -197,7 +198,16 @@ Deno.test("queue ts: a stale worker's ack after its lease was reclaimed changes 
   });
   const registry = jobRegistry([job]);
   await enqueue(db.sql, job, {});
-  const stale = runWorker({ sql: db.sql, registry, leaseMs: 200, concurrency: 1 });
+  // A poll interval longer than the test: the stale worker never claims again, so
+  // it cannot reclaim its own expired job before the fresh worker does (that
+  // race used to be decided by the stale worker's 1 s reclaim timer).
+  const stale = runWorker({
+    sql: db.sql,
+    registry,
+    leaseMs: 200,
+    concurrency: 1,
+    pollMs: 3_600_000,
+  });
   // The second worker polls until the lease has expired, then reclaims the job.
   let fresh = await runWorker({ sql: db.sql, registry, concurrency: 1 });
   while (fresh.completed === 0) {
@@ -293,13 +303,35 @@ Deno.test("queue ts: listen mode starts a job soon after it is enqueued", async 
     sql: db.sql,
     registry: jobRegistry([job]),
     mode: "listen",
-    pollMs: 60_000, // only NOTIFY can wake it in time
+    pollMs: 3_600_000, // only NOTIFY can wake it
     signal: stop.signal,
   });
-  await new Promise((r) => setTimeout(r, 200));
-  const before = performance.now();
-  await enqueue(db.sql, job, { at: before });
-  const at = await Promise.race([ran, new Promise<null>((r) => setTimeout(() => r(null), 10_000))]);
+  // Enqueue only once the worker has listened and made its first (empty) claim:
+  // from then on nothing but NOTIFY can bring the job to it. Its sessions are
+  // watched from a connection of our own, so our query does not hide theirs.
+  const watch = postgres(db.url, { max: 1, onnotice: () => {} });
+  const deadline = Date.now() + 60_000; // only fails a hung test
+  try {
+    while (true) {
+      const [{ listening, claimed }] = await watch`select
+        count(*) filter (where query ilike 'listen %') as listening,
+        count(*) filter (where query like '%ack_and_claim%' and state = 'idle') as claimed
+        from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()`;
+      if (Number(listening) > 0 && Number(claimed) > 0) break;
+      assert.ok(Date.now() < deadline, "the worker listened and claimed");
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  } finally {
+    await watch.end();
+  }
+  await enqueue(db.sql, job, { at: performance.now() });
+  // Generous: a missed NOTIFY would leave the job waiting an hour, not a minute.
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const at = await Promise.race([
+    ran,
+    new Promise<null>((r) => timer = setTimeout(r, 60_000, null)),
+  ]);
+  clearTimeout(timer);
   stop.abort();
   const summary = await worker;
   assert.ok(at !== null, "NOTIFY woke the worker");

@@ -94,8 +94,11 @@ export async function freshDatabase(
   const name = `t_${crypto.randomUUID().replaceAll("-", "").slice(0, 16)}`;
   const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
   try {
-    // CREATE DATABASE ... TEMPLATE fails if another session is connected to the template.
-    for (let attempt = 0;; attempt++) {
+    // CREATE DATABASE ... TEMPLATE fails (55006) while another session is connected
+    // to the template; that passes, so it is retried until a generous deadline.
+    // Any other error is real and thrown at once.
+    const deadline = Date.now() + 60_000;
+    while (true) {
       try {
         await admin.unsafe(
           options.migrated === false
@@ -104,7 +107,7 @@ export async function freshDatabase(
         );
         break;
       } catch (error) {
-        if (attempt > 20) throw error;
+        if ((error as { code?: string }).code !== "55006" || Date.now() > deadline) throw error;
         await new Promise((r) => setTimeout(r, 50));
       }
     }

@@ -17,11 +17,15 @@ export async function tempDir(
   };
 }
 
-/** Polls `check` until it returns a value other than undefined (or fails after `ms`). */
+/**
+ * Polls `check` until it returns a value other than undefined (or fails after
+ * `ms`). The deadline only turns a hang into a failure, so it is generous: a
+ * function process cold-starting on a loaded 2-core machine takes seconds.
+ */
 export async function eventually<T>(
   what: string,
   check: () => T | undefined | Promise<T | undefined>,
-  ms = 15_000,
+  ms = 60_000,
 ): Promise<T> {
   const deadline = Date.now() + ms;
   let last: unknown;
