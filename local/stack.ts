@@ -15,6 +15,7 @@ import { loadOrCreateLocalKeys, type LocalKeys, publicJwks } from "./local_keys.
 import { PortInUseError } from "./port_check.ts";
 import { PROJECT_ROOT } from "./postgres.ts";
 import { loadProjectConfig } from "./project_config.ts";
+import { type Front, serveWithFront } from "./tcp_front.ts";
 import { watchForChanges } from "./watcher.ts";
 
 /** A running stack. */
@@ -42,9 +43,13 @@ async function hasFile(path: string): Promise<boolean> {
   return await Deno.stat(path).then(() => true, () => false);
 }
 
-function listen(port: number, handler: Deno.ServeHandler): Deno.HttpServer {
+function listen(
+  port: number,
+  headTimeoutMs: number,
+  handler: (req: Request) => Promise<Response>,
+): Front {
   try {
-    return Deno.serve({ hostname: "127.0.0.1", port, onListen: () => {} }, handler);
+    return serveWithFront({ hostname: "127.0.0.1", port, headTimeoutMs, handler });
   } catch (error) {
     if (error instanceof Deno.errors.AddrInUse) throw new PortInUseError(port, "gateway", "--port");
     throw error;
@@ -80,6 +85,7 @@ export async function startStack(options: DevOptions, deps: StackDeps): Promise<
   let ready = false;
   const server = listen(
     port,
+    options.headTimeoutMs,
     createGateway({
       pool,
       jwks: publicJwks(keys),

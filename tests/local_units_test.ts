@@ -111,6 +111,7 @@ Deno.test("flags: defaults, overrides and bad values", () => {
   assert.equal(d.port, null);
   assert.equal(d.cron, true);
   assert.equal(d.functionTimeoutMs, 150_000);
+  assert.equal(d.headTimeoutMs, 15_000);
   assert.equal(d.dbUrl, null);
   const o = parseDevFlags(
     [
@@ -119,6 +120,8 @@ Deno.test("flags: defaults, overrides and bad values", () => {
       "--no-cron",
       "--function-timeout",
       "2",
+      "--head-timeout",
+      "0.5",
       "--env-file",
       "a",
       "--env-file",
@@ -129,6 +132,8 @@ Deno.test("flags: defaults, overrides and bad values", () => {
   assert.equal(o.port, 7000);
   assert.equal(o.cron, false);
   assert.equal(o.functionTimeoutMs, 2000);
+  assert.equal(o.headTimeoutMs, 500);
+  assert.throws(() => parseDevFlags(["--head-timeout", "0"]), /--head-timeout must be a number/);
   assert.equal(o.envFiles.length, 2);
   assert.equal(o.dbUrl, "postgres://x");
   assert.throws(() => parseDevFlags(["--port", "abc"]), /--port must be a number/);
