@@ -68,16 +68,17 @@ export async function startStack(options: DevOptions, deps: StackDeps): Promise<
   const keys = await loadOrCreateLocalKeys(options.dataDir);
   const hasOwnConfig = await hasFile(join(options.workdir, "deno.json")) ||
     await hasFile(join(options.workdir, "deno.jsonc"));
+  const envOptions = {
+    supabaseUrl: url,
+    dbUrl,
+    keys,
+    workdir: options.workdir,
+    envFiles: options.envFiles,
+    hostEnv: deps.hostEnv,
+    log,
+  };
   const pool = new FunctionPool({
-    env: await functionEnv({
-      supabaseUrl: url,
-      dbUrl,
-      keys,
-      workdir: options.workdir,
-      envFiles: options.envFiles,
-      hostEnv: deps.hostEnv,
-      log,
-    }),
+    env: await functionEnv(envOptions),
     cwd: options.workdir,
     configFile: hasOwnConfig ? null : join(PROJECT_ROOT, "deno.json"),
     log,
@@ -155,7 +156,9 @@ export async function startStack(options: DevOptions, deps: StackDeps): Promise<
     database.onRestart = () => void writeState().catch(() => {});
     cleanups.push(() => Deno.remove(stateFile).catch(() => {}));
 
-    if (options.watch) cleanups.push(startWatcher(options, pool, log));
+    if (options.watch) {
+      cleanups.push(startWatcher(options, pool, log, () => functionEnv(envOptions)));
+    }
     let cron: Cron | null = null;
     if (options.cron) {
       cron = startCron({
@@ -181,6 +184,7 @@ function startWatcher(
   options: DevOptions,
   pool: FunctionPool,
   log: (line: string) => void,
+  readEnv: () => Promise<Record<string, string>>,
 ): () => Promise<void> {
   const functionsDir = join(options.workdir, "supabase", "functions");
   const configFile = join(options.workdir, "supabase", "config.toml");
@@ -203,8 +207,11 @@ function startWatcher(
         try {
           const config = await loadProjectConfig(options.workdir);
           const specs = await discoverFunctions(options.workdir, config);
-          await pool.sync(specs, affected);
-          const what = affected === "all" ? "all functions" : [...affected].join(", ");
+          // Read before anything restarts: a malformed .env leaves the running set alone.
+          const env = await readEnv();
+          const reload = pool.setEnv(env) ? "all" : affected;
+          await pool.sync(specs, reload);
+          const what = reload === "all" ? "all functions" : [...reload].join(", ");
           log(`reloaded ${what} (${seconds(performance.now() - started)})`);
         } catch (error) {
           log(`reload failed: ${(error as Error).message}`);
