@@ -9,7 +9,7 @@ import { parseDevFlags } from "../local/dev_flags.ts";
 import { signUserToken } from "../local/local_keys.ts";
 import { startStack } from "../local/stack.ts";
 import { freePort, freshDatabase } from "./_harness/database.ts";
-import { assertGatewayProblem, fixtureArgs, tempDir } from "./local/helpers.ts";
+import { assertGatewayProblem, eventually, fixtureArgs, tempDir } from "./local/helpers.ts";
 
 Deno.test("local gateway: routing, verify_jwt, streaming and function faults", async (t) => {
   await using db = await freshDatabase();
@@ -81,6 +81,17 @@ Deno.test("local gateway: routing, verify_jwt, streaming and function faults", a
         const api = await fetch(`${fn}/api/health`);
         assert.equal(api.status, 200, "other functions were not affected");
         await api.body?.cancel();
+
+        // A function that ends itself cleanly is not called a crash, and still comes back.
+        const exitPid = (await (await fetch(`${fn}/crashy`)).text()).split(" ")[1];
+        assert.equal(await (await fetch(`${fn}/crashy/exit`)).text(), "bye");
+        await eventually(
+          "the exit logged",
+          () => logs.some((l) => l.startsWith("[crashy] exited (exit code 0)")) ? true : undefined,
+        );
+        assert.equal(logs.filter((l) => l.startsWith("[crashy] crashed")).length, 1);
+        const back = await fetch(`${fn}/crashy`);
+        assert.notEqual((await back.text()).split(" ")[1], exitPid);
       },
     );
 
