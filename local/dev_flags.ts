@@ -33,6 +33,8 @@ export interface DevOptions {
   /** Wait before restarting an embedded Postgres that died. */
   dbRestartDelayMs: number;
   watch: boolean;
+  /** Also print debug lines (idle scheduler runs and the lines they cause). */
+  verbose: boolean;
   help: boolean;
 }
 
@@ -61,6 +63,7 @@ export const DEV_USAGE = `deno task dev [flags]
   --head-timeout <s>       close a connection that sends no complete request head in time
                            (slow or idle clients; default ${HEAD_TIMEOUT_SECONDS})
   --no-watch               no hot reload
+  --verbose                also print debug lines (e.g. idle queue-worker runs)
   --workdir <path>         project root holding supabase/ (default: this checkout)
   --data-dir <path>        local state: Postgres data, keys (default: <workdir>/.local)
 Environment: SUPABASE_DB_URL or DATABASE_URL uses that database instead of the embedded one.`;
@@ -84,6 +87,7 @@ export function parseDevFlags(
         "function-timeout": { type: "string" },
         "head-timeout": { type: "string" },
         "no-watch": { type: "boolean" },
+        verbose: { type: "boolean" },
         workdir: { type: "string" },
         "data-dir": { type: "string" },
         "db-restart-delay-ms": { type: "string" },
@@ -110,6 +114,7 @@ export function parseDevFlags(
     dataDir: resolve(values["data-dir"] ?? join(workdir, ".local")),
     dbRestartDelayMs: int("db-restart-delay-ms", values["db-restart-delay-ms"], 0, 600_000) ?? 500,
     watch: !values["no-watch"],
+    verbose: values.verbose ?? false,
     help: values.help ?? false,
   };
 }

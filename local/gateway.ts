@@ -17,6 +17,8 @@ export interface GatewayDeps {
   jwks: { keys: JWK[] };
   functionTimeoutMs: number;
   log: (line: string) => void;
+  /** Where each request's access line goes (default: `log`); gets the request id too. */
+  requestLog?: (line: string, requestId: string) => void;
   /** False while the stack is still starting: requests get 503 + Retry-After. */
   isReady: () => boolean;
 }
@@ -139,7 +141,9 @@ export function createGateway(
       }, requestId);
     }
     const ms = (performance.now() - started).toFixed(1);
-    deps.log(`${req.method} ${url.pathname} ${res.status} ${ms} ms`);
+    const line = `${req.method} ${url.pathname} ${res.status} ${ms} ms`;
+    if (deps.requestLog) deps.requestLog(line, requestId);
+    else deps.log(line);
     return res;
   };
 }

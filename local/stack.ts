@@ -12,6 +12,7 @@ import { FunctionPool } from "./function_pool.ts";
 import { discoverFunctions } from "./function_registry.ts";
 import { createGateway } from "./gateway.ts";
 import { loadOrCreateLocalKeys, type LocalKeys, publicJwks } from "./local_keys.ts";
+import { LogHold } from "./log_hold.ts";
 import { PortInUseError } from "./port_check.ts";
 import { PROJECT_ROOT } from "./postgres.ts";
 import { loadProjectConfig } from "./project_config.ts";
@@ -34,6 +35,8 @@ export interface Stack {
 /** Injected host access (tests pass their own). */
 export interface StackDeps {
   log: (line: string) => void;
+  /** Lines only worth seeing when looking closely (idle cron runs); dropped by default. */
+  debug?: (line: string) => void;
   hostEnv: (name: string) => string | undefined;
 }
 
@@ -60,6 +63,9 @@ function listen(
 export async function startStack(options: DevOptions, deps: StackDeps): Promise<Stack> {
   const t0 = performance.now();
   const { log } = deps;
+  // Lines of requests the stack makes itself (cron) wait here until their outcome is known.
+  const hold = new LogHold({ info: log, debug: deps.debug ?? (() => {}) });
+  const routedLog = (line: string) => hold.log(line);
   const config = await loadProjectConfig(options.workdir);
   const port = options.port ?? config.apiPort ?? 54321;
   const dbPort = options.dbPort ?? config.dbPort ?? 54322;
@@ -81,7 +87,7 @@ export async function startStack(options: DevOptions, deps: StackDeps): Promise<
     env: await functionEnv(envOptions),
     cwd: options.workdir,
     configFile: hasOwnConfig ? null : join(PROJECT_ROOT, "deno.json"),
-    log,
+    log: routedLog,
   });
   let ready = false;
   const server = listen(
@@ -92,6 +98,7 @@ export async function startStack(options: DevOptions, deps: StackDeps): Promise<
       jwks: publicJwks(keys),
       functionTimeoutMs: options.functionTimeoutMs,
       log,
+      requestLog: (line, requestId) => hold.log(line, requestId),
       isReady: () => ready,
     }),
   );
@@ -167,6 +174,8 @@ export async function startStack(options: DevOptions, deps: StackDeps): Promise<
         intervalMs: options.cronIntervalSeconds * 1000,
         enabled: () => pool.spec("queue-worker") !== undefined,
         log,
+        debug: deps.debug,
+        hold: (requestId) => hold.hold(requestId),
       });
       cleanups.push(() => cron!.stop());
     }
