@@ -1,7 +1,8 @@
 /**
  * The local stand-in for the pg_cron job: calls `queue-worker` through the
- * gateway every interval with the `cron` secret key, one run at a time, and
- * logs each run's summary.
+ * gateway every interval with the `cron` secret key, one run at a time. A run
+ * that did work or failed is logged at info with its summary; an idle run,
+ * and every line it caused, only at debug, so an idle stack stays quiet.
  */
 
 /** Options for {@link startCron}. */
@@ -13,6 +14,12 @@ export interface CronOptions {
   /** Skips a tick when the function is not being served. */
   enabled: () => boolean;
   log: (line: string) => void;
+  debug?: (line: string) => void;
+  /**
+   * Holds the other lines a run causes (gateway, function) under its request
+   * id; the returned function releases them, loud or not.
+   */
+  hold?: (requestId: string) => (loud: boolean) => void;
   fetch?: typeof fetch;
 }
 
@@ -29,9 +36,17 @@ function summary(body: unknown): string {
   return Object.entries(data).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(" ");
 }
 
+/** True when a summary counts anything (claimed, completed, ...) other than time. */
+export function didWork(body: unknown): boolean {
+  const data = (body as { data?: Record<string, unknown> } | null)?.data;
+  if (!data || typeof data !== "object") return false;
+  return Object.entries(data).some(([k, v]) => typeof v === "number" && v > 0 && !/ms$/i.test(k));
+}
+
 /** Starts the loop; the first run is one interval after start, like a fresh schedule. */
 export function startCron(options: CronOptions): Cron {
   const doFetch = options.fetch ?? fetch;
+  const debug = options.debug ?? (() => {});
   const stop = new AbortController();
   let runs = 0;
   const sleep = () =>
@@ -47,10 +62,16 @@ export function startCron(options: CronOptions): Cron {
       await sleep();
       if (stop.signal.aborted || !options.enabled()) continue;
       const started = performance.now();
+      const requestId = `cron-${crypto.randomUUID()}`;
+      const release = options.hold?.(requestId) ?? (() => {});
       try {
         const res = await doFetch(options.url, {
           method: "POST",
-          headers: { apikey: options.apiKey, "content-type": "application/json" },
+          headers: {
+            apikey: options.apiKey,
+            "content-type": "application/json",
+            "x-request-id": requestId,
+          },
           body: JSON.stringify({ wait: true }),
           signal: stop.signal,
         });
@@ -60,8 +81,13 @@ export function startCron(options: CronOptions): Cron {
           body = JSON.parse(text);
         } catch { /* not JSON: logged as text */ }
         const ms = (performance.now() - started).toFixed(0);
-        options.log(`cron: queue-worker ${res.status} in ${ms} ms: ${summary(body)}`);
+        const loud = !res.ok || didWork(body);
+        release(loud);
+        (loud ? options.log : debug)(
+          `cron: queue-worker ${res.status} in ${ms} ms: ${summary(body)}`,
+        );
       } catch (error) {
+        release(!stop.signal.aborted);
         if (!stop.signal.aborted) options.log(`cron: queue-worker call failed: ${error}`);
       }
       runs++;

@@ -25,7 +25,11 @@ async function main(): Promise<number> {
     console.log(DEV_USAGE);
     return 0;
   }
-  const stack = await startStack(options, { log, hostEnv: (name) => Deno.env.get(name) });
+  const stack = await startStack(options, {
+    log,
+    debug: options.verbose ? (line) => log(`debug ${line}`) : undefined,
+    hostEnv: (name) => Deno.env.get(name),
+  });
   const token = await signUserToken(stack.keys, { supabaseUrl: stack.url });
   console.log(banner(stack, token));
   const stopped = Promise.withResolvers<string>();

@@ -9,6 +9,9 @@ import { PROJECT_ROOT } from "./postgres.ts";
 /** How often the local scheduler calls queue-worker, in seconds (the pg_cron schedule's interval). */
 export const QUEUE_WORKER_INTERVAL_SECONDS = 5;
 
+/** Default limit for a request head, in seconds: long enough for any real client, short enough that slow clients cannot pile up. */
+export const HEAD_TIMEOUT_SECONDS = 15;
+
 /** Parsed `deno task dev` options. */
 export interface DevOptions {
   /** Gateway port; null = config.toml [api] port, else 54321. */
@@ -21,6 +24,8 @@ export interface DevOptions {
   cronIntervalSeconds: number;
   envFiles: string[];
   functionTimeoutMs: number;
+  /** A connection with no request in progress must send a complete request head within this. */
+  headTimeoutMs: number;
   /** Project root (holds supabase/). */
   workdir: string;
   /** Postgres data, keys and the running stack's state file. */
@@ -28,6 +33,8 @@ export interface DevOptions {
   /** Wait before restarting an embedded Postgres that died. */
   dbRestartDelayMs: number;
   watch: boolean;
+  /** Also print debug lines (idle scheduler runs and the lines they cause). */
+  verbose: boolean;
   help: boolean;
 }
 
@@ -53,7 +60,10 @@ export const DEV_USAGE = `deno task dev [flags]
   --cron-interval <s>      scheduler interval in seconds (default ${QUEUE_WORKER_INTERVAL_SECONDS})
   --env-file <path>        extra dotenv file for the functions (repeatable)
   --function-timeout <s>   answer 504 when a function sends no response in time (default 150)
+  --head-timeout <s>       close a connection that sends no complete request head in time
+                           (slow or idle clients; default ${HEAD_TIMEOUT_SECONDS})
   --no-watch               no hot reload
+  --verbose                also print debug lines (e.g. idle queue-worker runs)
   --workdir <path>         project root holding supabase/ (default: this checkout)
   --data-dir <path>        local state: Postgres data, keys (default: <workdir>/.local)
 Environment: SUPABASE_DB_URL or DATABASE_URL uses that database instead of the embedded one.`;
@@ -75,7 +85,9 @@ export function parseDevFlags(
         "cron-interval": { type: "string" },
         "env-file": { type: "string", multiple: true },
         "function-timeout": { type: "string" },
+        "head-timeout": { type: "string" },
         "no-watch": { type: "boolean" },
+        verbose: { type: "boolean" },
         workdir: { type: "string" },
         "data-dir": { type: "string" },
         "db-restart-delay-ms": { type: "string" },
@@ -96,10 +108,13 @@ export function parseDevFlags(
     envFiles: (values["env-file"] ?? []).map((f) => resolve(f)),
     functionTimeoutMs: (int("function-timeout", values["function-timeout"], 0.05, 3600) ?? 150) *
       1000,
+    headTimeoutMs: (int("head-timeout", values["head-timeout"], 0.05, 3600) ??
+      HEAD_TIMEOUT_SECONDS) * 1000,
     workdir,
     dataDir: resolve(values["data-dir"] ?? join(workdir, ".local")),
     dbRestartDelayMs: int("db-restart-delay-ms", values["db-restart-delay-ms"], 0, 600_000) ?? 500,
     watch: !values["no-watch"],
+    verbose: values.verbose ?? false,
     help: values.help ?? false,
   };
 }

@@ -8,22 +8,40 @@ import { join } from "node:path";
 import { readEnvFile } from "./env_file.ts";
 import { type LocalKeys, publicJwks } from "./local_keys.ts";
 
-/** Host variables a Deno process needs to run at all (cache, temp dir, proxies). */
-const PASSTHROUGH = [
+/**
+ * Host variables a function process needs to run at all: its cache (so npm
+ * packages are not fetched again), temp dir, and the machine's proxy and CA
+ * settings. Without the last two, behind a TLS-intercepting proxy, a
+ * function's first npm import hangs and then fails.
+ */
+export const PASSTHROUGH = [
   "PATH",
   "HOME",
-  "DENO_DIR",
   "TMPDIR",
   "TMP",
   "TEMP",
   "LANG",
   "TZ",
+  // Deno's cache: DENO_DIR, else $XDG_CACHE_HOME/deno; the npm registry it resolves from.
+  "DENO_DIR",
+  "XDG_CACHE_HOME",
+  "NPM_CONFIG_REGISTRY",
+  "npm_config_registry",
+  // Proxies; tools disagree on the case, so both are passed.
   "HTTP_PROXY",
   "HTTPS_PROXY",
   "NO_PROXY",
-  "NPM_CONFIG_REGISTRY",
+  "ALL_PROXY",
+  "http_proxy",
+  "https_proxy",
+  "no_proxy",
+  "all_proxy",
+  // Certificate authorities.
   "DENO_CERT",
   "DENO_TLS_CA_STORE",
+  "SSL_CERT_FILE",
+  "SSL_CERT_DIR",
+  "NODE_EXTRA_CA_CERTS",
 ];
 
 /** Inputs of {@link functionEnv}. */

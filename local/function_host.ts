@@ -11,6 +11,8 @@ import { pathToFileURL } from "node:url";
 
 /** Printed on stdout, followed by the port, once the function listens. */
 export const READY_MARKER = "@@local-function-ready@@";
+/** Printed on stdout when the process was asked to stop, so its exit is not taken for a crash. */
+export const STOPPING_MARKER = "@@local-function-stopping@@";
 /** Exit code of a function whose module failed to load. */
 export const IMPORT_FAILED = 70;
 
@@ -72,12 +74,18 @@ async function main(): Promise<void> {
     for await (const _ of Deno.stdin.readable) { /* nothing is sent */ }
     Deno.exit(0);
   })();
-  Deno.addSignalListener("SIGTERM", async () => {
+  let stopping = false;
+  const stop = async () => {
+    if (stopping) return;
+    stopping = true;
+    console.log(STOPPING_MARKER);
     // Finish in-flight requests and background work, as the runtime does on shutdown.
     await server.shutdown();
     await Promise.allSettled([...pending]);
     Deno.exit(0);
-  });
+  };
+  // SIGINT too: a Ctrl-C or a supervisor may signal the whole process group at once.
+  for (const signal of ["SIGTERM", "SIGINT"] as const) Deno.addSignalListener(signal, stop);
 }
 
 if (import.meta.main) await main();

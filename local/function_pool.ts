@@ -25,6 +25,19 @@ export class FunctionPool {
     readonly drainMs = 150_000,
   ) {}
 
+  /**
+   * Sets the environment for processes started from now on; true when it
+   * differs from the current one (every function must then restart to see it).
+   */
+  setEnv(env: Record<string, string>): boolean {
+    const current = this.options.env;
+    const keys = Object.keys(env);
+    const same = keys.length === Object.keys(current).length &&
+      keys.every((k) => current[k] === env[k]);
+    this.options.env = env;
+    return !same;
+  }
+
   /** Names of the functions being served. */
   get names(): string[] {
     return [...this.#specs.keys()];

@@ -5,7 +5,7 @@
  */
 import { join } from "node:path";
 import type { FunctionSpec } from "./function_registry.ts";
-import { IMPORT_FAILED, READY_MARKER } from "./function_host.ts";
+import { IMPORT_FAILED, READY_MARKER, STOPPING_MARKER } from "./function_host.ts";
 
 const HOST = join(import.meta.dirname!, "function_host.ts");
 
@@ -52,6 +52,8 @@ export class FunctionProcess {
       stdin: "piped", // closed when the gateway exits: the host then exits too
       stdout: "piped",
       stderr: "piped",
+      // Its own process group: a Ctrl-C reaches the dev server, which stops functions in order.
+      detached: true,
     }).spawn();
     this.exited = this.#child.status;
     let onReady!: () => void;
@@ -59,7 +61,12 @@ export class FunctionProcess {
     this.ready = new Promise<void>((res, rej) => [onReady, onFail] = [res, rej]);
     this.ready.catch(() => {}); // observed by callers; never an unhandled rejection
     const prefix = `[${spec.name}] `;
+    let stopRequested = false;
     const onLine = (line: string) => {
+      if (line === STOPPING_MARKER) {
+        stopRequested = true;
+        return;
+      }
       if (line.startsWith(READY_MARKER)) {
         this.port = Number(line.slice(READY_MARKER.length));
         this.state = "ready";
@@ -82,6 +89,11 @@ export class FunctionProcess {
         const why = status.code === IMPORT_FAILED ? "its module failed to load" : "it exited";
         options.log(`${prefix}failed to start: ${why} (exit code ${status.code})`);
         onFail(new FunctionStartError(spec.name, this.#tail.join("\n")));
+      } else if (wasReady && stopRequested) {
+        // Asked to stop (by us or by a signal to the whole group): a normal end, not news.
+        this.state = "stopped";
+      } else if (wasReady && status.success) {
+        options.log(`${prefix}exited (exit code 0); the next request restarts it`);
       } else if (wasReady) {
         options.log(`${prefix}crashed (exit code ${status.code}, signal ${status.signal})`);
       }

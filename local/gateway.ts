@@ -9,6 +9,7 @@ import type { FunctionPool } from "./function_pool.ts";
 import { jwtGate } from "./jwt_gate.ts";
 import { gatewayProblem } from "./problem.ts";
 import { proxyToFunction } from "./proxy.ts";
+import type { ResponseStreaming } from "./tcp_front.ts";
 
 /** What the gateway needs. */
 export interface GatewayDeps {
@@ -16,18 +17,36 @@ export interface GatewayDeps {
   jwks: { keys: JWK[] };
   functionTimeoutMs: number;
   log: (line: string) => void;
+  /** Where each request's access line goes (default: `log`); gets the request id too. */
+  requestLog?: (line: string, requestId: string) => void;
   /** False while the stack is still starting: requests get 503 + Retry-After. */
   isReady: () => boolean;
 }
 
 const FUNCTIONS_PREFIX = "/functions/v1/";
 
+/** The path decoded, or null when a `%` escape is malformed or not UTF-8 (a client error). */
+export function decodePath(path: string): string | null {
+  try {
+    return decodeURIComponent(path);
+  } catch {
+    return null;
+  }
+}
+
 /** Builds the gateway's request handler. */
-export function createGateway(deps: GatewayDeps): (req: Request) => Promise<Response> {
+export function createGateway(
+  deps: GatewayDeps,
+): (req: Request, streaming?: ResponseStreaming) => Promise<Response> {
   const verifyJwt = jwtGate(deps.jwks);
   const jwksBody = JSON.stringify(deps.jwks);
 
-  async function route(req: Request, url: URL, requestId: string): Promise<Response> {
+  async function route(
+    req: Request,
+    url: URL,
+    requestId: string,
+    streaming: ResponseStreaming | undefined,
+  ): Promise<Response> {
     if (url.pathname === "/auth/v1/.well-known/jwks.json") {
       return new Response(jwksBody, {
         headers: {
@@ -40,7 +59,7 @@ export function createGateway(deps: GatewayDeps): (req: Request) => Promise<Resp
     if (!url.pathname.startsWith(FUNCTIONS_PREFIX)) {
       return gatewayProblem({
         status: 404,
-        code: "not-found",
+        code: "not_found",
         title: "Not Found",
         detail: `the local stack serves /functions/v1/<name> and /auth/v1/.well-known/jwks.json`,
       }, requestId);
@@ -48,19 +67,28 @@ export function createGateway(deps: GatewayDeps): (req: Request) => Promise<Resp
     if (!deps.isReady()) {
       return gatewayProblem({
         status: 503,
-        code: "stack-starting",
+        code: "stack_starting",
         title: "Service Unavailable",
         detail: "the local stack is still starting",
         headers: { "retry-after": "1" },
       }, requestId);
     }
     const rest = url.pathname.slice(FUNCTIONS_PREFIX.length);
-    const name = decodeURIComponent(rest.split("/")[0] ?? "");
+    const decoded = decodePath(rest);
+    if (decoded === null) {
+      return gatewayProblem({
+        status: 400,
+        code: "malformed_path",
+        detail: "the path has a malformed percent-encoding (each % must start a valid " +
+          "UTF-8 byte sequence of %XX escapes)",
+      }, requestId);
+    }
+    const name = decoded.split("/")[0] ?? "";
     const acquired = await deps.pool.acquire(name);
     if (acquired.kind === "unknown") {
       return gatewayProblem({
         status: 404,
-        code: "function-not-found",
+        code: "function_not_found",
         title: "Not Found",
         detail: `no function named "${name}" (see supabase/functions and config.toml)`,
       }, requestId);
@@ -68,7 +96,7 @@ export function createGateway(deps: GatewayDeps): (req: Request) => Promise<Resp
     if (acquired.kind === "failed") {
       return gatewayProblem({
         status: 503,
-        code: "function-unavailable",
+        code: "function_unavailable",
         title: "Service Unavailable",
         detail: `function "${name}" failed to start; see the dev server log`,
         headers: { "retry-after": "1" },
@@ -90,16 +118,32 @@ export function createGateway(deps: GatewayDeps): (req: Request) => Promise<Resp
       pathAndQuery: `/${rest}${url.search}`,
       timeoutMs: deps.functionTimeoutMs,
       requestId,
+      streaming,
     });
   }
 
-  return async (req) => {
+  return async (req, streaming) => {
     const started = performance.now();
     const url = new URL(req.url);
     const requestId = req.headers.get("x-request-id") ?? crypto.randomUUID();
-    const res = await route(req, url, requestId);
+    let res: Response;
+    try {
+      res = await route(req, url, requestId, streaming);
+    } catch (error) {
+      // Deno.serve's own 500 would carry no CORS headers and no request id.
+      deps.log(
+        `gateway error on ${req.method} ${url.pathname}: ${(error as Error)?.stack ?? error}`,
+      );
+      res = gatewayProblem({
+        status: 500,
+        code: "internal_error",
+        detail: "the local gateway failed on this request; see the dev server log",
+      }, requestId);
+    }
     const ms = (performance.now() - started).toFixed(1);
-    deps.log(`${req.method} ${url.pathname} ${res.status} ${ms} ms`);
+    const line = `${req.method} ${url.pathname} ${res.status} ${ms} ms`;
+    if (deps.requestLog) deps.requestLog(line, requestId);
+    else deps.log(line);
     return res;
   };
 }

@@ -16,14 +16,14 @@ export function jwtGate(jwks: { keys: JWK[] }): (req: Request) => Promise<JwtGat
     const header = req.headers.get("authorization") ?? "";
     const match = /^Bearer\s+(\S+)$/i.exec(header);
     if (!match) {
-      return { ok: false, code: "missing-jwt", detail: "Authorization: Bearer <JWT> required" };
+      return { ok: false, code: "missing_jwt", detail: "Authorization: Bearer <JWT> required" };
     }
     try {
       await jwtVerify(match[1]!, keySet, { algorithms: ["ES256"] });
       return { ok: true };
     } catch (error) {
       const detail = error instanceof errors.JWTExpired ? "JWT expired" : "invalid JWT";
-      return { ok: false, code: "invalid-jwt", detail };
+      return { ok: false, code: "invalid_jwt", detail };
     }
   };
 }

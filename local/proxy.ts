@@ -1,10 +1,12 @@
 /**
  * Forwards one request to a function process and streams both bodies through.
- * Maps the failures the gateway itself sees: no response within the timeout
- * (504) and a process that died or reset the connection (502).
+ * Maps the failures the gateway itself sees: a request body the client failed
+ * to deliver (400), no response within the timeout (504) and a process that
+ * died or reset the connection (502).
  */
 import type { FunctionProcess } from "./function_process.ts";
 import { gatewayProblem } from "./problem.ts";
+import type { ResponseStreaming } from "./tcp_front.ts";
 
 const HOP_BY_HOP = [
   "connection",
@@ -43,12 +45,37 @@ export function trackBody(
   });
 }
 
+/** Wraps the client's body so a failure to read it (bad framing, client gone) is recorded. */
+function watchClientBody(
+  body: ReadableStream<Uint8Array>,
+  onError: (error: unknown) => void,
+): ReadableStream<Uint8Array> {
+  const reader = body.getReader();
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const { done, value } = await reader.read();
+        if (done) controller.close();
+        else controller.enqueue(value);
+      } catch (error) {
+        onError(error);
+        controller.error(error);
+      }
+    },
+    cancel(reason) {
+      return reader.cancel(reason);
+    },
+  });
+}
+
 /** Options for {@link proxyToFunction}. */
 export interface ProxyOptions {
   /** Path as the function sees it: `/<name>[/...]` plus the query. */
   pathAndQuery: string;
   timeoutMs: number;
   requestId: string;
+  /** Told when the function's body streams, so the TCP front does not count the response as sent. */
+  streaming?: ResponseStreaming;
 }
 
 /** Sends `req` to `process` and returns the function's response (or a gateway problem). */
@@ -77,19 +104,30 @@ export async function proxyToFunction(
     abort.abort();
   }, options.timeoutMs);
   const hasBody = req.method !== "GET" && req.method !== "HEAD" && req.body !== null;
+  // An object, so the type checker does not narrow it to its initial value.
+  const client: { bodyError?: unknown } = {};
+  const requestBody = hasBody
+    ? watchClientBody(req.body!, (error) => client.bodyError = error ?? "unknown error")
+    : undefined;
   try {
     const upstream = await fetch(`http://127.0.0.1:${process.port}${options.pathAndQuery}`, {
       method: req.method,
       headers,
-      body: hasBody ? req.body : undefined,
+      body: requestBody,
       redirect: "manual",
       signal: abort.signal,
     });
     clearTimeout(timer);
-    const done = release;
     const out = new Headers(upstream.headers);
     for (const h of HOP_BY_HOP) out.delete(h);
-    const body = upstream.body ? trackBody(upstream.body, done) : (done(), null);
+    let body: ReadableStream<Uint8Array> | null = null;
+    if (upstream.body) {
+      const sent = options.streaming?.begin();
+      body = trackBody(upstream.body, () => {
+        release();
+        sent?.();
+      });
+    } else release();
     return new Response(body, {
       status: upstream.status,
       statusText: upstream.statusText,
@@ -98,10 +136,20 @@ export async function proxyToFunction(
   } catch (error) {
     clearTimeout(timer);
     release();
+    if (client.bodyError !== undefined) {
+      // The client's side failed, not the function's: a 502 would send them looking there.
+      return gatewayProblem({
+        status: 400,
+        code: "malformed_request_body",
+        detail: `the request body could not be read (${
+          (client.bodyError as Error)?.message ?? client.bodyError
+        }): malformed chunked encoding, or the client stopped sending mid-body`,
+      }, options.requestId);
+    }
     if (timedOut) {
       return gatewayProblem({
         status: 504,
-        code: "function-timeout",
+        code: "function_timeout",
         title: "Gateway Timeout",
         detail: `function "${name}" sent no response within ${options.timeoutMs} ms`,
       }, options.requestId);
@@ -113,7 +161,7 @@ export async function proxyToFunction(
     const crashed = process.state === "crashed";
     return gatewayProblem({
       status: 502,
-      code: crashed ? "function-crashed" : "function-unreachable",
+      code: crashed ? "function_crashed" : "function_unreachable",
       title: "Bad Gateway",
       detail: crashed
         ? `function "${name}" crashed while handling the request; see the dev server log`

@@ -12,9 +12,11 @@ import { FunctionPool } from "./function_pool.ts";
 import { discoverFunctions } from "./function_registry.ts";
 import { createGateway } from "./gateway.ts";
 import { loadOrCreateLocalKeys, type LocalKeys, publicJwks } from "./local_keys.ts";
+import { LogHold } from "./log_hold.ts";
 import { PortInUseError } from "./port_check.ts";
 import { PROJECT_ROOT } from "./postgres.ts";
 import { loadProjectConfig } from "./project_config.ts";
+import { type Front, serveWithFront } from "./tcp_front.ts";
 import { watchForChanges } from "./watcher.ts";
 
 /** A running stack. */
@@ -33,6 +35,8 @@ export interface Stack {
 /** Injected host access (tests pass their own). */
 export interface StackDeps {
   log: (line: string) => void;
+  /** Lines only worth seeing when looking closely (idle cron runs); dropped by default. */
+  debug?: (line: string) => void;
   hostEnv: (name: string) => string | undefined;
 }
 
@@ -42,9 +46,13 @@ async function hasFile(path: string): Promise<boolean> {
   return await Deno.stat(path).then(() => true, () => false);
 }
 
-function listen(port: number, handler: Deno.ServeHandler): Deno.HttpServer {
+function listen(
+  port: number,
+  headTimeoutMs: number,
+  handler: (req: Request) => Promise<Response>,
+): Front {
   try {
-    return Deno.serve({ hostname: "127.0.0.1", port, onListen: () => {} }, handler);
+    return serveWithFront({ hostname: "127.0.0.1", port, headTimeoutMs, handler });
   } catch (error) {
     if (error instanceof Deno.errors.AddrInUse) throw new PortInUseError(port, "gateway", "--port");
     throw error;
@@ -55,6 +63,9 @@ function listen(port: number, handler: Deno.ServeHandler): Deno.HttpServer {
 export async function startStack(options: DevOptions, deps: StackDeps): Promise<Stack> {
   const t0 = performance.now();
   const { log } = deps;
+  // Lines of requests the stack makes itself (cron) wait here until their outcome is known.
+  const hold = new LogHold({ info: log, debug: deps.debug ?? (() => {}) });
+  const routedLog = (line: string) => hold.log(line);
   const config = await loadProjectConfig(options.workdir);
   const port = options.port ?? config.apiPort ?? 54321;
   const dbPort = options.dbPort ?? config.dbPort ?? 54322;
@@ -63,28 +74,31 @@ export async function startStack(options: DevOptions, deps: StackDeps): Promise<
   const keys = await loadOrCreateLocalKeys(options.dataDir);
   const hasOwnConfig = await hasFile(join(options.workdir, "deno.json")) ||
     await hasFile(join(options.workdir, "deno.jsonc"));
+  const envOptions = {
+    supabaseUrl: url,
+    dbUrl,
+    keys,
+    workdir: options.workdir,
+    envFiles: options.envFiles,
+    hostEnv: deps.hostEnv,
+    log,
+  };
   const pool = new FunctionPool({
-    env: await functionEnv({
-      supabaseUrl: url,
-      dbUrl,
-      keys,
-      workdir: options.workdir,
-      envFiles: options.envFiles,
-      hostEnv: deps.hostEnv,
-      log,
-    }),
+    env: await functionEnv(envOptions),
     cwd: options.workdir,
     configFile: hasOwnConfig ? null : join(PROJECT_ROOT, "deno.json"),
-    log,
+    log: routedLog,
   });
   let ready = false;
   const server = listen(
     port,
+    options.headTimeoutMs,
     createGateway({
       pool,
       jwks: publicJwks(keys),
       functionTimeoutMs: options.functionTimeoutMs,
       log,
+      requestLog: (line, requestId) => hold.log(line, requestId),
       isReady: () => ready,
     }),
   );
@@ -149,7 +163,9 @@ export async function startStack(options: DevOptions, deps: StackDeps): Promise<
     database.onRestart = () => void writeState().catch(() => {});
     cleanups.push(() => Deno.remove(stateFile).catch(() => {}));
 
-    if (options.watch) cleanups.push(startWatcher(options, pool, log));
+    if (options.watch) {
+      cleanups.push(startWatcher(options, pool, log, () => functionEnv(envOptions)));
+    }
     let cron: Cron | null = null;
     if (options.cron) {
       cron = startCron({
@@ -158,6 +174,8 @@ export async function startStack(options: DevOptions, deps: StackDeps): Promise<
         intervalMs: options.cronIntervalSeconds * 1000,
         enabled: () => pool.spec("queue-worker") !== undefined,
         log,
+        debug: deps.debug,
+        hold: (requestId) => hold.hold(requestId),
       });
       cleanups.push(() => cron!.stop());
     }
@@ -175,6 +193,7 @@ function startWatcher(
   options: DevOptions,
   pool: FunctionPool,
   log: (line: string) => void,
+  readEnv: () => Promise<Record<string, string>>,
 ): () => Promise<void> {
   const functionsDir = join(options.workdir, "supabase", "functions");
   const configFile = join(options.workdir, "supabase", "config.toml");
@@ -197,8 +216,11 @@ function startWatcher(
         try {
           const config = await loadProjectConfig(options.workdir);
           const specs = await discoverFunctions(options.workdir, config);
-          await pool.sync(specs, affected);
-          const what = affected === "all" ? "all functions" : [...affected].join(", ");
+          // Read before anything restarts: a malformed .env leaves the running set alone.
+          const env = await readEnv();
+          const reload = pool.setEnv(env) ? "all" : affected;
+          await pool.sync(specs, reload);
+          const what = reload === "all" ? "all functions" : [...reload].join(", ");
           log(`reloaded ${what} (${seconds(performance.now() - started)})`);
         } catch (error) {
           log(`reload failed: ${(error as Error).message}`);

@@ -13,8 +13,9 @@ import { join } from "node:path";
 import { freePort, freshDatabase } from "./_harness/database.ts";
 import { alive, descendants, killTree, spawnDev } from "./local/dev_process.ts";
 import { eventually, fixtureArgs, jsonSink, portIsFree, tempDir } from "./local/helpers.ts";
-import { QUEUE_WORKER_INTERVAL_SECONDS } from "../local/dev_flags.ts";
+import { parseDevFlags, QUEUE_WORKER_INTERVAL_SECONDS } from "../local/dev_flags.ts";
 import { PROJECT_ROOT } from "../local/postgres.ts";
+import { startStack } from "../local/stack.ts";
 
 Deno.test("cron: queue-worker is called with the cron key on the interval", async () => {
   await using db = await freshDatabase();
@@ -128,4 +129,71 @@ Deno.test("cron: a webhook.deliver job reaches its target through the real queue
     await killTree(dev);
   }
   assert.ok(portIsFree(port));
+});
+
+Deno.test("cron: idle runs log only at debug; a run that works or fails logs at info", async () => {
+  await using db = await freshDatabase();
+  await using dir = await tempDir("local-cron-quiet-");
+  await using sink = jsonSink();
+  const envFile = join(dir.path, "functions.env");
+  await Deno.writeTextFile(envFile, "QUEUE_WEBHOOK_ALLOW_HOSTS=127.0.0.1\n");
+  const options = parseDevFlags([
+    "--data-dir",
+    dir.path,
+    "--port",
+    String(freePort()),
+    "--env-file",
+    envFile,
+    "--cron-interval",
+    "0.2",
+    "--no-watch",
+  ], (name) => (name === "SUPABASE_DB_URL" ? db.url : undefined));
+  const info: string[] = [];
+  const debug: string[] = [];
+  const stack = await startStack(options, {
+    log: (line) => info.push(line),
+    debug: (line) => debug.push(line),
+    hostEnv: (name) => Deno.env.get(name),
+  });
+  const cronLines = (lines: string[]) => lines.filter((l) => l.startsWith("cron: "));
+  try {
+    const readyAt = info.length;
+    await eventually(
+      "three idle runs",
+      () => cronLines(debug).length >= 3 ? true : undefined,
+    );
+    // Everything an idle run causes (the cron line, the gateway's access line, the
+    // function's own lines) went to debug, none to info.
+    assert.deepEqual(info.slice(readyAt), []);
+    const idleRun = /^cron: queue-worker 200 in \d+ ms: claimed=0/.exec(cronLines(debug)[0]!);
+    assert.ok(idleRun, cronLines(debug)[0]);
+    assert.ok(debug.some((l) => l.startsWith("POST /functions/v1/queue-worker 200")));
+    assert.ok(
+      debug.some((l) => l.startsWith("[queue-worker] ") && l.includes('"requestId":"cron-')),
+    );
+
+    await db.sql`select queue.enqueue('webhook.deliver',
+      ${db.sql.json({ url: sink.url, body: { n: 1 } })})`;
+    const busy = await eventually(
+      "a run that did work, at info",
+      () => cronLines(info).find((l) => /^cron: queue-worker 200 in \d+ ms: claimed=1/.test(l)),
+    );
+    assert.match(busy, /completed=1/);
+    assert.deepEqual(sink.received, [{ n: 1 }]);
+    const id = await eventually(
+      "the busy run's own lines at info",
+      () => info.find((l) => l.startsWith("[queue-worker] ") && l.includes('"claimed":1')),
+    );
+    assert.match(id, /"requestId":"cron-/);
+
+    // A run that fails is loud too: the worker cannot reach its queue.
+    await db.sql`drop schema queue cascade`;
+    const failed = await eventually(
+      "a failed run, at info",
+      () => cronLines(info).find((l) => /^cron: queue-worker [45]\d\d /.test(l)),
+    );
+    assert.ok(failed);
+  } finally {
+    await stack.stop();
+  }
 });

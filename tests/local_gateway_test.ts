@@ -10,12 +10,7 @@ import { createGateway } from "../local/gateway.ts";
 import { signUserToken } from "../local/local_keys.ts";
 import { startStack } from "../local/stack.ts";
 import { freePort, freshDatabase } from "./_harness/database.ts";
-import { fixtureArgs, tempDir } from "./local/helpers.ts";
-
-async function problem(res: Response): Promise<{ status: number; code: string; detail: string }> {
-  assert.equal(res.headers.get("content-type"), "application/problem+json");
-  return await res.json();
-}
+import { assertGatewayProblem, eventually, fixtureArgs, tempDir } from "./local/helpers.ts";
 
 Deno.test("local gateway: routing, verify_jwt, streaming and function faults", async (t) => {
   await using db = await freshDatabase();
@@ -43,12 +38,13 @@ Deno.test("local gateway: routing, verify_jwt, streaming and function faults", a
     });
 
     await t.step("unknown and disabled functions are 404 problems", async () => {
-      for (const path of ["/functions/v1/nope", "/functions/v1/disabled", "/rest/v1/notes"]) {
-        const res = await fetch(`${stack.url}${path}`);
-        assert.equal(res.status, 404, path);
-        const body = await problem(res);
-        assert.equal(body.status, 404);
-        assert.ok(res.headers.get("x-request-id"));
+      const cases = [
+        ["/functions/v1/nope", "function_not_found"],
+        ["/functions/v1/disabled", "function_not_found"],
+        ["/rest/v1/notes", "not_found"],
+      ];
+      for (const [path, code] of cases) {
+        await assertGatewayProblem(await fetch(`${stack.url}${path}`), 404, code);
       }
     });
 
@@ -56,9 +52,8 @@ Deno.test("local gateway: routing, verify_jwt, streaming and function faults", a
       "a module that throws at import answers 503; the others keep serving",
       async () => {
         const res = await fetch(`${fn}/broken`);
-        assert.equal(res.status, 503);
-        assert.equal((await problem(res)).code, "function-unavailable");
         assert.equal(res.headers.get("retry-after"), "1");
+        await assertGatewayProblem(res, 503, "function_unavailable");
         assert.ok(logs.some((l) => l.includes("broken fixture: thrown at import")), "error logged");
         const ok = await fetch(`${fn}/api/health`);
         assert.equal(ok.status, 200);
@@ -77,9 +72,7 @@ Deno.test("local gateway: routing, verify_jwt, streaming and function faults", a
         isReady: () => true,
       });
       const res = await gateway(new Request(`${fn}/hang`));
-      assert.equal(res.status, 504);
-      const body = await problem(res);
-      assert.equal(body.code, "function-timeout");
+      const body = await assertGatewayProblem(res, 504, "function_timeout");
       assert.match(body.detail, /1500 ms/);
     });
 
@@ -89,8 +82,7 @@ Deno.test("local gateway: routing, verify_jwt, streaming and function faults", a
         const first = await fetch(`${fn}/crashy`);
         const pidBefore = (await first.text()).split(" ")[1];
         const res = await fetch(`${fn}/crashy/crash`);
-        assert.equal(res.status, 502);
-        assert.equal((await problem(res)).code, "function-crashed");
+        await assertGatewayProblem(res, 502, "function_crashed");
         assert.ok(logs.some((l) => l.startsWith("[crashy] crashed")));
         const again = await fetch(`${fn}/crashy`);
         assert.equal(again.status, 200);
@@ -99,23 +91,30 @@ Deno.test("local gateway: routing, verify_jwt, streaming and function faults", a
         const api = await fetch(`${fn}/api/health`);
         assert.equal(api.status, 200, "other functions were not affected");
         await api.body?.cancel();
+
+        // A function that ends itself cleanly is not called a crash, and still comes back.
+        const exitPid = (await (await fetch(`${fn}/crashy`)).text()).split(" ")[1];
+        assert.equal(await (await fetch(`${fn}/crashy/exit`)).text(), "bye");
+        await eventually(
+          "the exit logged",
+          () => logs.some((l) => l.startsWith("[crashy] exited (exit code 0)")) ? true : undefined,
+        );
+        assert.equal(logs.filter((l) => l.startsWith("[crashy] crashed")).length, 1);
+        const back = await fetch(`${fn}/crashy`);
+        assert.notEqual((await back.text()).split(" ")[1], exitPid);
       },
     );
 
     await t.step("verify_jwt = true: the gateway demands a valid local JWT", async () => {
-      const none = await fetch(`${fn}/guarded`);
-      assert.equal(none.status, 401);
-      assert.equal((await problem(none)).code, "missing-jwt");
+      await assertGatewayProblem(await fetch(`${fn}/guarded`), 401, "missing_jwt");
       const bad = await fetch(`${fn}/guarded`, { headers: { authorization: "Bearer a.b.c" } });
-      assert.equal(bad.status, 401);
-      assert.equal((await problem(bad)).code, "invalid-jwt");
+      await assertGatewayProblem(bad, 401, "invalid_jwt");
       const expired = await signUserToken(stack.keys, {
         supabaseUrl: stack.url,
         now: () => Date.now() - 7200_000,
       });
       const old = await fetch(`${fn}/guarded`, { headers: { authorization: `Bearer ${expired}` } });
-      assert.equal(old.status, 401);
-      await old.body?.cancel();
+      await assertGatewayProblem(old, 401, "invalid_jwt");
       const token = await signUserToken(stack.keys, { supabaseUrl: stack.url });
       const ok = await fetch(`${fn}/guarded`, { headers: { authorization: `Bearer ${token}` } });
       assert.equal(ok.status, 200);

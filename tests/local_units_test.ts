@@ -4,7 +4,9 @@ import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from "npm:jose@6"
 import { parseDevFlags } from "../local/dev_flags.ts";
 import { EnvFileError, parseEnvFile } from "../local/env_file.ts";
 import { discoverFunctions } from "../local/function_registry.ts";
+import { didWork } from "../local/cron.ts";
 import { createLocalKeys, publicJwks, signUserToken } from "../local/local_keys.ts";
+import { LogHold } from "../local/log_hold.ts";
 import { ConfigError, loadProjectConfig, parseProjectConfig } from "../local/project_config.ts";
 import { affectedFunctions } from "../local/watcher.ts";
 import { FIXTURE_WORKDIR } from "./local/helpers.ts";
@@ -54,6 +56,7 @@ Deno.test("registry: skips _ folders and enabled = false, honours entrypoint and
     "broken",
     "crashy",
     "custom",
+    "env-echo",
     "guarded",
     "hang",
     "queue-worker",
@@ -111,6 +114,7 @@ Deno.test("flags: defaults, overrides and bad values", () => {
   assert.equal(d.port, null);
   assert.equal(d.cron, true);
   assert.equal(d.functionTimeoutMs, 150_000);
+  assert.equal(d.headTimeoutMs, 15_000);
   assert.equal(d.dbUrl, null);
   const o = parseDevFlags(
     [
@@ -119,6 +123,8 @@ Deno.test("flags: defaults, overrides and bad values", () => {
       "--no-cron",
       "--function-timeout",
       "2",
+      "--head-timeout",
+      "0.5",
       "--env-file",
       "a",
       "--env-file",
@@ -129,6 +135,8 @@ Deno.test("flags: defaults, overrides and bad values", () => {
   assert.equal(o.port, 7000);
   assert.equal(o.cron, false);
   assert.equal(o.functionTimeoutMs, 2000);
+  assert.equal(o.headTimeoutMs, 500);
+  assert.throws(() => parseDevFlags(["--head-timeout", "0"]), /--head-timeout must be a number/);
   assert.equal(o.envFiles.length, 2);
   assert.equal(o.dbUrl, "postgres://x");
   assert.throws(() => parseDevFlags(["--port", "abc"]), /--port must be a number/);
@@ -160,4 +168,41 @@ Deno.test("local keys: user tokens verify against the published JWKS", async () 
   assert.equal(payload.exp! - payload.iat!, 60);
   const other = await createLocalKeys();
   await assert.rejects(() => jwtVerify(token, createLocalJWKSet(publicJwks(other))));
+});
+
+Deno.test("log hold: a request's lines wait for its outcome, late lines follow it", () => {
+  const info: string[] = [];
+  const debug: string[] = [];
+  const hold = new LogHold({ info: (l) => info.push(l), debug: (l) => debug.push(l) });
+  const quiet = hold.hold("cron-1");
+  const loud = hold.hold("cron-2");
+  hold.log("access line", "cron-1");
+  hold.log('[queue-worker] {"requestId":"cron-2"}');
+  hold.log("unrelated");
+  assert.deepEqual([info, debug], [["unrelated"], []]);
+  quiet(false);
+  loud(true);
+  // The function's output pipe can deliver a line after the response decided the level.
+  hold.log('[queue-worker] late {"requestId":"cron-1"}');
+  hold.log('[queue-worker] late {"requestId":"cron-2"}');
+  assert.deepEqual(info, [
+    "unrelated",
+    '[queue-worker] {"requestId":"cron-2"}',
+    '[queue-worker] late {"requestId":"cron-2"}',
+  ]);
+  assert.deepEqual(debug, ["access line", '[queue-worker] late {"requestId":"cron-1"}']);
+});
+
+Deno.test("cron: a summary did work when any count other than a duration is positive", () => {
+  const cases: [unknown, boolean][] = [
+    [{ data: { claimed: 0, completed: 0, durationMs: 12 } }, false],
+    [{ data: { claimed: 1, completed: 1, durationMs: 3 } }, true],
+    [{ data: { claimed: 0, deadLettered: 2 } }, true],
+    [{ data: { released: 1 } }, true],
+    [{ data: {} }, false],
+    [{ data: null }, false],
+    ["not json", false],
+    [null, false],
+  ];
+  for (const [body, expected] of cases) assert.equal(didWork(body), expected, JSON.stringify(body));
 });

@@ -10,10 +10,20 @@ export interface DevProcess {
   ready: Promise<number>;
   /** Milliseconds from spawn to the ready line. */
   spawnToReadyMs: Promise<number>;
+  /** Resolves once every process holding its output has exited (all lines are in `lines`). */
+  ended: Promise<void>;
 }
 
-/** Spawns `deno task dev <args>` from the project root. */
-export function spawnDev(args: string[], env: Record<string, string> = {}): DevProcess {
+/**
+ * Spawns `deno task dev <args>` from the project root. `detached` gives it its
+ * own process group, so a test can signal the group as a terminal or a
+ * supervisor would.
+ */
+export function spawnDev(
+  args: string[],
+  env: Record<string, string> = {},
+  { detached = false } = {},
+): DevProcess {
   const started = performance.now();
   const child = new Deno.Command(Deno.execPath(), {
     args: ["task", "--quiet", "dev", ...args],
@@ -22,6 +32,7 @@ export function spawnDev(args: string[], env: Record<string, string> = {}): DevP
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
+    detached,
   }).spawn();
   const lines: string[] = [];
   const ready = Promise.withResolvers<number>();
@@ -42,14 +53,14 @@ export function spawnDev(args: string[], env: Record<string, string> = {}): DevP
       }
     }
   };
-  Promise.all([pump(child.stdout), pump(child.stderr)]).then(() => {
+  const ended = Promise.all([pump(child.stdout), pump(child.stderr)]).then(() => {
     const error = new Error(`deno task dev exited before ready:\n${lines.join("\n")}`);
     ready.reject(error);
     spawnToReady.reject(error);
   });
   ready.promise.catch(() => {});
   spawnToReady.promise.catch(() => {});
-  return { child, lines, ready: ready.promise, spawnToReadyMs: spawnToReady.promise };
+  return { child, lines, ready: ready.promise, spawnToReadyMs: spawnToReady.promise, ended };
 }
 
 /** Every descendant pid of `pid` (from /proc), for orphan checks. */

@@ -1,4 +1,5 @@
 /** Shared helpers for the local stack's tests. */
+import assert from "node:assert/strict";
 import { join } from "node:path";
 import { PROJECT_ROOT } from "../../local/postgres.ts";
 
@@ -85,4 +86,42 @@ export function jsonSink(status = 204) {
 /** `deno task dev` arguments for the fixture project in `dataDir` on `port`. */
 export function fixtureArgs(dataDir: string, port: number): string[] {
   return ["--workdir", FIXTURE_WORKDIR, "--data-dir", dataDir, "--port", String(port)];
+}
+
+/** The body of a gateway problem, after {@link assertGatewayProblem} checked its shape. */
+export interface GatewayProblemBody {
+  type: string;
+  title: string;
+  status: number;
+  detail: string;
+  code: string;
+  requestId: string;
+}
+
+/**
+ * Checks that `res` is a gateway problem in the functions' vocabulary: status,
+ * `urn:supabase-starter:problem:<snake_case code>`, title, detail, request id
+ * (body = header) and CORS headers. Returns the body.
+ */
+export async function assertGatewayProblem(
+  res: Response,
+  status: number,
+  code?: string,
+): Promise<GatewayProblemBody> {
+  const text = await res.text();
+  const where = `${res.status} ${text}`;
+  assert.equal(res.status, status, where);
+  assert.equal(res.headers.get("content-type"), "application/problem+json", where);
+  assert.equal(res.headers.get("access-control-allow-origin"), "*", where);
+  assert.match(res.headers.get("access-control-expose-headers") ?? "", /X-Request-Id/i, where);
+  const body = JSON.parse(text) as GatewayProblemBody;
+  assert.match(body.code, /^[a-z][a-z0-9]*(_[a-z0-9]+)*$/, where);
+  if (code !== undefined) assert.equal(body.code, code, where);
+  assert.equal(body.type, `urn:supabase-starter:problem:${body.code}`, where);
+  assert.equal(body.status, status, where);
+  assert.ok(typeof body.title === "string" && body.title.length > 0, where);
+  assert.ok(typeof body.detail === "string" && body.detail.length > 0, where);
+  assert.ok(body.requestId, where);
+  assert.equal(res.headers.get("x-request-id"), body.requestId, where);
+  return body;
 }
