@@ -306,7 +306,9 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerSummary> {
         fails.length > 0 || handBack.length > 0 ||
         (stop.signal.aborted && running + local.length === 0)
       ) continue;
-      await sleep(idle ? Math.max(1, Math.min(idleUntil - now(), deadline - now())) : 1000);
+      // Idle: until the next poll, or until claiming must stop (then the loop ends).
+      const claimsEnd = jobsEnd - reserveMs;
+      await sleep(idle ? Math.max(1, Math.min(idleUntil - now(), claimsEnd - now())) : 1000);
     }
   } finally {
     o.signal?.removeEventListener("abort", onAbort);
