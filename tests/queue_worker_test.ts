@@ -181,6 +181,8 @@ Deno.test("queue ts: a stale worker's ack after its lease was reclaimed changes 
   let runs = 0;
   let secondRunDone!: () => void;
   const secondRan = new Promise<void>((r) => (secondRunDone = r));
+  let firstStarted!: () => void;
+  const firstRunning = new Promise<void>((r) => (firstStarted = r));
   const lostLease: boolean[] = [];
   const job = defineJob({
     type: "slow",
@@ -188,6 +190,7 @@ Deno.test("queue ts: a stale worker's ack after its lease was reclaimed changes 
     handler: async (_p, ctx) => {
       runs++;
       if (ctx.attempt === 1) {
+        firstStarted();
         await secondRan; // held until another worker has reclaimed and finished it
         lostLease.push(await ctx.extendLease(10_000));
       } else {
@@ -198,6 +201,8 @@ Deno.test("queue ts: a stale worker's ack after its lease was reclaimed changes 
   const registry = jobRegistry([job]);
   await enqueue(db.sql, job, {});
   const stale = runWorker({ sql: db.sql, registry, leaseMs: 200, concurrency: 1 });
+  // Only then the second worker: had it claimed first, it would hold the long lease.
+  await firstRunning;
   // The second worker polls until the lease has expired, then reclaims the job.
   let fresh = await runWorker({ sql: db.sql, registry, concurrency: 1 });
   while (fresh.completed === 0) {
