@@ -213,8 +213,12 @@ Deno.test("webhook.deliver: the per-host breaker stops calling a failing host", 
       options: { maxAttempts: 1 },
     })),
   );
-  await runWorker({ sql: db.sql, registry: jobRegistry([webhook]), concurrency: 1 });
+  const s = await runWorker({ sql: db.sql, registry: jobRegistry([webhook]), concurrency: 1 });
   assert.equal(hits, 3, "calls stop once the breaker opens");
-  const rows = await db.sql`select last_error from queue.dead_letters`;
-  assert.equal(rows.filter((r) => /circuit ".*" is open/.test(r.last_error)).length, 5);
+  // Refused jobs were not tried: deferred until the breaker may half-open, attempt unspent.
+  assert.equal(s.deferred, 5);
+  const rows = await db.sql`select attempts, run_at > now() + interval '50 s' as later
+    from queue.jobs`;
+  assert.equal(rows.length, 5);
+  assert.ok(rows.every((r) => r.attempts === 0 && r.later));
 });

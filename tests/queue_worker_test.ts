@@ -182,6 +182,8 @@ Deno.test("queue ts: a stale worker's ack after its lease was reclaimed changes 
   let runs = 0;
   let secondRunDone!: () => void;
   const secondRan = new Promise<void>((r) => (secondRunDone = r));
+  let firstStarted!: () => void;
+  const firstRunning = new Promise<void>((r) => (firstStarted = r));
   const lostLease: boolean[] = [];
   const job = defineJob({
     type: "slow",
@@ -189,6 +191,7 @@ Deno.test("queue ts: a stale worker's ack after its lease was reclaimed changes 
     handler: async (_p, ctx) => {
       runs++;
       if (ctx.attempt === 1) {
+        firstStarted();
         await secondRan; // held until another worker has reclaimed and finished it
         lostLease.push(await ctx.extendLease(10_000));
       } else {
@@ -208,6 +211,8 @@ Deno.test("queue ts: a stale worker's ack after its lease was reclaimed changes 
     concurrency: 1,
     pollMs: 3_600_000,
   });
+  // Only then the second worker: had it claimed first, it would hold the long lease.
+  await firstRunning;
   // The second worker polls until the lease has expired, then reclaims the job.
   let fresh = await runWorker({ sql: db.sql, registry, concurrency: 1 });
   while (fresh.completed === 0) {

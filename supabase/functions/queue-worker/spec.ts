@@ -20,10 +20,13 @@ export interface QueueWorkerOptions {
 
 /** Free plan: 150 s wall clock per worker; leave room for the last jobs and the response. */
 export const DEFAULT_BUDGET_MS = 50_000;
+/** The budgets the endpoint accepts; every one of them makes progress on runnable jobs. */
+export const BUDGET_RANGE_MS = { min: 1_000, max: 140_000 } as const;
 
 const body = z.object({
   wait: z.boolean().default(false),
-  budgetMs: z.number().int().min(1_000).max(140_000).default(DEFAULT_BUDGET_MS),
+  budgetMs: z.number().int().min(BUDGET_RANGE_MS.min).max(BUDGET_RANGE_MS.max)
+    .default(DEFAULT_BUDGET_MS),
   maxJobs: z.number().int().min(1).max(1_000_000).optional(),
   queue: z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/).optional(),
 }).strict();
@@ -39,14 +42,20 @@ export function queueWorkerSpec(options: QueueWorkerOptions): FunctionSpec {
       concurrency: options.concurrency ?? 10,
       budgetMs: input.budgetMs,
       maxJobs: input.maxJobs,
+      log: ctx.log.child({ requestId: ctx.requestId }),
     });
+    // stoppedBy / notStarted / cutOff say why runnable jobs were left or handed back.
     ctx.log.info("queue drained", { requestId: ctx.requestId, ...summary });
     return {
       claimed: summary.claimed,
       completed: summary.completed,
       retried: summary.retried,
       deadLettered: summary.deadLettered,
+      deferred: summary.deferred,
       released: summary.released,
+      notStarted: summary.notStarted,
+      cutOff: summary.cutOff,
+      stoppedBy: summary.stoppedBy,
       durationMs: summary.durationMs,
     };
   };

@@ -15,11 +15,31 @@ export class PermanentJobError extends Error {
   }
 }
 
+/**
+ * Thrown by a handler: the job could not be tried now (e.g. its dependency's
+ * circuit breaker is open). It goes back to the queue for `delayMs` (at least
+ * 1 s) without spending an attempt: a refusal is not a try.
+ */
+export class DeferJobError extends Error {
+  constructor(readonly delayMs: number, message: string, options: { cause?: unknown } = {}) {
+    super(message, { cause: options.cause });
+    this.name = "DeferJobError";
+  }
+}
+
 /** A handler ran past its `timeoutMs`; retried like any other failure. */
 export class JobTimeoutError extends Error {
   constructor(readonly timeoutMs: number) {
     super(`job timed out after ${timeoutMs} ms`);
     this.name = "JobTimeoutError";
+  }
+}
+
+/** The worker's wall-clock budget ended mid-run: the job goes back without spending an attempt. */
+export class WorkerBudgetError extends Error {
+  constructor(readonly afterMs: number) {
+    super(`cut off by the worker's budget after ${afterMs} ms`);
+    this.name = "WorkerBudgetError";
   }
 }
 

@@ -12,11 +12,15 @@
  */
 import type { z } from "npm:zod@4";
 
-/** Capped exponential backoff with full jitter: delay = random() * min(maxMs, baseMs * 2^(n-1)). */
-export interface BackoffPolicy {
-  baseMs: number;
-  maxMs: number;
-}
+/**
+ * How long a failed job waits before try n + 1. Either capped exponential
+ * backoff with full jitter, delay = random() * min(maxMs, baseMs * 2^(n-1)), or a
+ * fixed schedule (Standard Webhooks style): delay = scheduleMs[n-1] (the last
+ * entry repeats) times a random factor in [1 - jitter, 1 + jitter] (default 0.1).
+ */
+export type BackoffPolicy =
+  | { baseMs: number; maxMs: number }
+  | { scheduleMs: readonly number[]; jitter?: number };
 
 /** What a handler receives besides its payload. */
 export interface JobContext {
@@ -36,7 +40,11 @@ export interface JobDefinition<S extends z.ZodType = z.ZodType> {
   type: string;
   schema: S;
   handler(payload: z.output<S>, ctx: JobContext): Promise<unknown> | unknown;
-  /** Runs before dead-lettering (default 5, range 1..100). */
+  /**
+   * Runs before dead-lettering (default 5, range 1..100). It wins over the SQL
+   * column default (5) that rows enqueued from SQL without the option carry; a
+   * per-job `maxAttempts` other than 5 given at enqueue wins over it.
+   */
   maxAttempts?: number;
   /** Per-run limit; the handler's signal aborts then (default 30 s). */
   timeoutMs?: number;
@@ -45,11 +53,15 @@ export interface JobDefinition<S extends z.ZodType = z.ZodType> {
   queue?: string;
 }
 
-/** Defaults applied where a definition is silent. */
+/**
+ * Defaults applied where a definition is silent. The backoff cap is the
+ * ceiling of the last retry the default attempts allow (1 s, 2 s, 4 s, 8 s):
+ * a larger cap would be documented but never reached.
+ */
 export const JOB_DEFAULTS = {
   maxAttempts: 5,
   timeoutMs: 30_000,
-  backoff: { baseMs: 1_000, maxMs: 3_600_000 },
+  backoff: { baseMs: 1_000, maxMs: 8_000 },
   queue: "default",
 } as const;
 
@@ -59,6 +71,11 @@ export function defineJob<S extends z.ZodType>(def: JobDefinition<S>): JobDefini
   if (def.timeoutMs !== undefined && !(def.timeoutMs > 0)) {
     throw new TypeError(`${def.type}: timeoutMs must be positive`);
   }
+  const max = def.maxAttempts;
+  if (max !== undefined && !(Number.isInteger(max) && max >= 1 && max <= 100)) {
+    throw new TypeError(`${def.type}: maxAttempts must be an integer in 1..100`);
+  }
+  if (def.backoff !== undefined) checkBackoff(def.type, def.backoff);
   return def as unknown as JobDefinition;
 }
 
@@ -73,4 +90,17 @@ export function jobRegistry(defs: readonly JobDefinition[]): JobRegistry {
     map.set(def.type, def);
   }
   return map;
+}
+
+function checkBackoff(type: string, b: BackoffPolicy): void {
+  const ok = (n: unknown) => typeof n === "number" && Number.isFinite(n) && n >= 0;
+  const valid = "scheduleMs" in b
+    ? b.scheduleMs.length > 0 && b.scheduleMs.every(ok) &&
+      (b.jitter === undefined || (ok(b.jitter) && b.jitter <= 1))
+    : ok(b.baseMs) && ok(b.maxMs);
+  if (!valid) {
+    throw new TypeError(
+      `${type}: backoff needs finite, non-negative baseMs/maxMs or a non-empty scheduleMs (jitter 0..1)`,
+    );
+  }
 }

@@ -12,14 +12,21 @@ export interface FailedJob {
   error: string;
   retryable: boolean;
   reason: string | null;
-  backoffBaseMs: number;
-  backoffMaxMs: number;
+  /** The tries this job gets (the type's own limit over the SQL column default). */
+  maxAttempts: number;
+  /** The retry waits between these bounds (drawn in SQL). */
+  delayMinMs: number;
+  delayMaxMs: number;
 }
 
-/** Outcome counts of {@link failJobs}. */
-export interface FailCounts {
-  retried: number;
-  deadLettered: number;
+/** What `queue.fail` did with one job. */
+export interface FailResult {
+  id: number;
+  outcome: "retried" | "dead_lettered";
+  /** When a retried job runs again. */
+  runAt: Date | null;
+  /** Why a dead-lettered job was buried. */
+  reason: string | null;
 }
 
 /** Acknowledges `done` (id/token pairs) and claims up to `maxJobs`, in one round trip. */
@@ -49,30 +56,41 @@ export async function completeJobs(
   return row!.n;
 }
 
-/** Fails jobs: retry with backoff, or dead-letter (spent or not retryable). */
-export async function failJobs(sql: Sql, jobs: FailedJob[]): Promise<FailCounts> {
-  if (jobs.length === 0) return { retried: 0, deadLettered: 0 };
-  const rows = await sql<{ outcome: string }[]>`
-    select outcome from queue.fail(
+/** Fails jobs: retry after a delay, or dead-letter (spent or not retryable). */
+export async function failJobs(sql: Sql, jobs: FailedJob[]): Promise<FailResult[]> {
+  if (jobs.length === 0) return [];
+  const rows = await sql<
+    { id: string; outcome: FailResult["outcome"]; run_at: Date | null; reason: string | null }[]
+  >`
+    select id, outcome, run_at, reason from queue.fail(
       ${jobs.map((j) => j.id)}::bigint[],
       ${jobs.map((j) => j.token)}::uuid[],
       ${jobs.map((j) => j.error)}::text[],
       ${sql.array(jobs.map((j) => j.retryable), 16)}::boolean[],
       ${jobs.map((j) => j.reason)}::text[],
-      ${jobs.map((j) => Math.round(j.backoffBaseMs))}::int[],
-      ${jobs.map((j) => Math.round(j.backoffMaxMs))}::int[])`;
-  const dead = rows.filter((r) => r.outcome === "dead_lettered").length;
-  return { retried: rows.length - dead, deadLettered: dead };
+      max_attempts => ${jobs.map((j) => j.maxAttempts)}::int[],
+      delay_min_ms => ${jobs.map((j) => Math.round(j.delayMinMs))}::float8[],
+      delay_max_ms => ${jobs.map((j) => Math.round(j.delayMaxMs))}::float8[])`;
+  return rows.map((r) => ({
+    id: Number(r.id),
+    outcome: r.outcome,
+    runAt: r.run_at,
+    reason: r.reason,
+  }));
 }
 
-/** Hands unstarted jobs back without spending an attempt. */
+/**
+ * Hands jobs back without spending an attempt: at once, or (with `delaysMs`,
+ * parallel to ids) not before that many milliseconds.
+ */
 export async function releaseJobs(
   sql: Sql,
-  jobs: { ids: number[]; tokens: string[] },
+  jobs: { ids: number[]; tokens: string[]; delaysMs?: number[] },
 ): Promise<number> {
   if (jobs.ids.length === 0) return 0;
+  const delays = jobs.delaysMs?.map((d) => Math.round(d)) ?? null;
   const [row] = await sql<{ n: number }[]>`
-    select queue.release(${jobs.ids}::bigint[], ${jobs.tokens}::uuid[]) as n`;
+    select queue.release(${jobs.ids}::bigint[], ${jobs.tokens}::uuid[], ${delays}::float8[]) as n`;
   return row!.n;
 }
 

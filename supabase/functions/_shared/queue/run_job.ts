@@ -1,10 +1,15 @@
 /**
  * Runs one claimed job: looks up its definition, re-validates the payload, calls
- * the handler under a timeout, and classifies the result. Never throws: every
- * path ends in an outcome the worker acknowledges in its next batch.
+ * the handler under a timeout, and classifies the result. Never throws, whatever
+ * the handler throws or returns: every path ends in an outcome the worker
+ * acknowledges in its next batch.
  */
-import { JobTimeoutError, PermanentJobError } from "./errors.ts";
+import { describeError, isInstance, safeGet } from "./describe_error.ts";
+import { DeferJobError, JobTimeoutError, PermanentJobError, WorkerBudgetError } from "./errors.ts";
 import { JOB_DEFAULTS, type JobDefinition, type JobRegistry } from "./job.ts";
+import { effectiveMaxAttempts } from "./retry_policy.ts";
+
+export { describeError } from "./describe_error.ts";
 
 /** A job as `queue.claim` / `queue.ack_and_claim` return it. */
 export interface ClaimedJob {
@@ -17,34 +22,32 @@ export interface ClaimedJob {
   lease_until: string;
 }
 
-/** What happened: acknowledged as done, retried, or dead-lettered at once. */
+/** Why a job went back to the queue without spending its attempt. */
+export type HandBackReason = "budget" | "shutdown";
+
+/**
+ * What happened: done, retried, dead-lettered at once, deferred (not tried:
+ * back after `delayMs`), or released (cut off by the worker, not by itself).
+ */
 export type JobOutcome =
   | { kind: "done" }
   | { kind: "retry"; error: string }
-  | { kind: "dead"; reason: string; error: string };
+  | { kind: "dead"; reason: string; error: string }
+  | { kind: "defer"; delayMs: number; error: string }
+  | { kind: "release"; reason: HandBackReason; error: string };
 
 /** Context the worker provides for one run. */
 export interface RunJobOptions {
   /** Aborts the handler when the worker itself must stop. */
   stop?: AbortSignal;
   extendLease(ms: number): Promise<boolean>;
+  /** What is left of the worker's budget for this run; caps the job's own timeout. */
+  budgetMs?: number;
 }
 
-/** `Name: message`, bounded: error texts are stored with the job. */
-export function describeError(error: unknown): string {
-  const text = error instanceof Error
-    ? `${error.name}: ${error.message}`
-    : typeof error === "string"
-    ? error
-    : (() => {
-      try {
-        return JSON.stringify(error);
-      } catch {
-        return String(error);
-      }
-    })();
-  return text.length > 2000 ? text.slice(0, 2000) + "…" : text;
-}
+/** Deferrals wait at least this long: a zero delay would make a drain spin on one job. */
+export const MIN_DEFER_MS = 1_000;
+const MAX_DEFER_MS = 86_400_000;
 
 /** The definition's timeout, or the default. */
 export function timeoutOf(def: JobDefinition | undefined): number {
@@ -53,6 +56,19 @@ export function timeoutOf(def: JobDefinition | undefined): number {
 
 /** Runs `job` with its definition from `registry`. */
 export async function runJob(
+  job: ClaimedJob,
+  registry: JobRegistry,
+  options: RunJobOptions,
+): Promise<JobOutcome> {
+  try {
+    return await run(job, registry, options);
+  } catch (error) {
+    // Only a bug of our own gets here; the job is retried rather than lost.
+    return { kind: "retry", error: describeError(error) };
+  }
+}
+
+async function run(
   job: ClaimedJob,
   registry: JobRegistry,
   options: RunJobOptions,
@@ -70,16 +86,21 @@ export async function runJob(
     const issues = parsed.error.issues.map((i) => `/${i.path.join("/")}: ${i.message}`);
     return { kind: "dead", reason: "invalid_payload", error: issues.join("; ").slice(0, 2000) };
   }
-  const timeoutMs = timeoutOf(def);
+  const ownMs = timeoutOf(def);
+  const byBudget = options.budgetMs !== undefined && options.budgetMs < ownMs;
+  const limitMs = byBudget ? Math.max(0, Math.floor(options.budgetMs!)) : ownMs;
   const controller = new AbortController();
   let timer: ReturnType<typeof setTimeout> | undefined;
   let onStop: (() => void) | undefined;
+  // Set when our timer fired: the handler's own rejection (after the abort) may
+  // win the race, yet the cause is ours.
+  let cutOff = false;
   try {
     const result = def.handler(parsed.data, {
       id: job.id,
       type: job.job_type,
       attempt: job.attempts,
-      maxAttempts: job.max_attempts,
+      maxAttempts: effectiveMaxAttempts(job.max_attempts, def),
       signal: controller.signal,
       extendLease: options.extendLease,
     });
@@ -95,24 +116,52 @@ export async function runJob(
       running,
       new Promise<never>((_, reject) => {
         timer = setTimeout(() => {
-          const error = new JobTimeoutError(timeoutMs);
-          controller.abort(error);
+          cutOff = true;
+          const error = byBudget ? new WorkerBudgetError(limitMs) : new JobTimeoutError(ownMs);
           reject(error);
-        }, timeoutMs);
+          controller.abort(error);
+        }, limitMs);
       }),
     ]);
     return { kind: "done" };
   } catch (error) {
-    if (error instanceof PermanentJobError) {
-      return { kind: "dead", reason: error.reason, error: describeError(error) };
+    if (cutOff && byBudget) {
+      return {
+        kind: "release",
+        reason: "budget",
+        error: describeError(new WorkerBudgetError(limitMs)),
+      };
     }
-    return { kind: "retry", error: describeError(error) };
+    if (cutOff) return { kind: "retry", error: describeError(new JobTimeoutError(ownMs)) };
+    if (options.stop?.aborted) {
+      return { kind: "release", reason: "shutdown", error: describeError(error) };
+    }
+    return classify(error);
   } finally {
     clearTimeout(timer);
     if (onStop) options.stop?.removeEventListener("abort", onStop);
   }
 }
 
+function classify(error: unknown): JobOutcome {
+  if (isInstance(error, PermanentJobError)) {
+    const reason = safeGet(error, "reason");
+    return {
+      kind: "dead",
+      reason: typeof reason === "string" && reason ? reason.slice(0, 200) : "non_retryable",
+      error: describeError(error),
+    };
+  }
+  if (isInstance(error, DeferJobError)) {
+    const asked = safeGet(error, "delayMs");
+    const delayMs = typeof asked === "number" && Number.isFinite(asked)
+      ? Math.min(Math.max(asked, MIN_DEFER_MS), MAX_DEFER_MS)
+      : MIN_DEFER_MS;
+    return { kind: "defer", delayMs, error: describeError(error) };
+  }
+  return { kind: "retry", error: describeError(error) };
+}
+
 function isThenable(value: unknown): value is PromiseLike<unknown> {
-  return typeof (value as { then?: unknown } | null)?.then === "function";
+  return typeof safeGet(value, "then") === "function";
 }

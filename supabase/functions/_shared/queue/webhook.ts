@@ -8,8 +8,10 @@
  */
 import { z } from "npm:zod@4";
 import { BreakerRegistry } from "../breaker_registry.ts";
-import { PermanentJobError } from "./errors.ts";
+import { CircuitOpenError } from "../breaker_errors.ts";
+import { DeferJobError, PermanentJobError } from "./errors.ts";
 import { defineJob, type JobDefinition } from "./job.ts";
+import { WEBHOOK_RETRY_SCHEDULE_MS } from "./retry_policy.ts";
 import { assertPublicUrl, type SsrfOptions } from "./ssrf.ts";
 import { webhookHeaders } from "./webhook_headers.ts";
 
@@ -51,6 +53,18 @@ export interface WebhookDeps extends SsrfOptions {
   timeoutMs?: number;
 }
 
+/**
+ * A refusal by an open breaker is not a try: the job waits until the breaker may
+ * let a probe through, without spending an attempt (a short outage must not
+ * dead-letter deliveries through instant refusals).
+ */
+function deferIfOpen(error: unknown): never {
+  if (error instanceof CircuitOpenError) {
+    throw new DeferJobError(error.retryAfterMs, error.message, { cause: error });
+  }
+  throw error;
+}
+
 /** Builds the `webhook.deliver` job definition. */
 export function webhookDeliverJob(deps: WebhookDeps = {}): JobDefinition {
   const doFetch = deps.fetch ?? globalThis.fetch.bind(globalThis);
@@ -60,7 +74,7 @@ export function webhookDeliverJob(deps: WebhookDeps = {}): JobDefinition {
     schema: webhookPayload,
     timeoutMs: deps.timeoutMs ?? 15_000,
     maxAttempts: 8,
-    backoff: { baseMs: 2_000, maxMs: 600_000 },
+    backoff: { scheduleMs: WEBHOOK_RETRY_SCHEDULE_MS },
     handler: async (p, { signal }) => {
       const url = new URL(p.url);
       await assertPublicUrl(url, deps, signal);
@@ -86,7 +100,7 @@ export function webhookDeliverJob(deps: WebhookDeps = {}): JobDefinition {
           throw new WebhookHttpError(r.status);
         }
         return r;
-      });
+      }).catch(deferIfOpen);
       await res.body?.cancel();
       if (res.status >= 200 && res.status < 300) return;
       throw new PermanentJobError(`webhook answered ${res.status}`, {
