@@ -25,6 +25,7 @@ import {
   createAuthenticator,
 } from "./auth.ts";
 import { readJsonBody } from "./body.ts";
+import { clientIp } from "./client_ip.ts";
 import { corsPolicy, preflightHeaders, withCors } from "./cors.ts";
 import { createDatabase, type Database, databaseError } from "./db.ts";
 import { type Env, readEnv } from "./env.ts";
@@ -82,9 +83,14 @@ export interface FunctionDeps {
   waitUntil: (promise: Promise<unknown>) => void;
 }
 
+/** What `Deno.serve` passes beside the request; only the peer address is read. */
+export interface ServeInfo {
+  remoteAddr?: { hostname?: string };
+}
+
 /** A deployable function: `export default defineFunction(...)`. */
 export interface EdgeFunction {
-  fetch(req: Request): Promise<Response>;
+  fetch(req: Request, info?: ServeInfo): Promise<Response>;
   /** Releases the database pool (tests, graceful shutdown). */
   close(): Promise<void>;
 }
@@ -165,6 +171,7 @@ export function defineFunction(spec: FunctionSpec, overrides: Partial<FunctionDe
     path: string,
     requestId: string,
     note: { action?: string; auth?: string },
+    info: ServeInfo | undefined,
   ): Promise<{ res: Response; extraHeaders?: Record<string, string> }> {
     if (envError) throw envError;
     if (req.method === "GET" || req.method === "HEAD") {
@@ -172,7 +179,7 @@ export function defineFunction(spec: FunctionSpec, overrides: Partial<FunctionDe
       if (path === "/ready") return { res: healthResponse(await ready()) };
     }
     const context = (authCtx: AuthContext, params: Record<string, string>): HandlerContext =>
-      new RequestContext(req, url, requestId, env, log, authCtx, params, deps);
+      new RequestContext(req, url, requestId, env, log, authCtx, params, deps, info);
 
     const matched = routes.match(req.method, path);
     if (matched && "route" in matched) {
@@ -227,7 +234,7 @@ export function defineFunction(spec: FunctionSpec, overrides: Partial<FunctionDe
 
   return {
     close: () => deps.db.close(),
-    async fetch(req: Request): Promise<Response> {
+    async fetch(req: Request, info?: ServeInfo): Promise<Response> {
       const started = accessLog ? performance.now() : 0;
       const given = req.headers.get("x-request-id");
       const requestId = given && REQUEST_ID.test(given) ? given : crypto.randomUUID();
@@ -246,7 +253,7 @@ export function defineFunction(spec: FunctionSpec, overrides: Partial<FunctionDe
         );
       } else {
         try {
-          const out = await dispatch(req, url, responseHeaders, path, requestId, note);
+          const out = await dispatch(req, url, responseHeaders, path, requestId, note, info);
           res = out.res;
           if (out.extraHeaders) {
             for (const k in out.extraHeaders) res.headers.set(k, out.extraHeaders[k]!);
@@ -297,9 +304,13 @@ class RequestContext implements HandlerContext {
     readonly auth: AuthContext,
     readonly params: Record<string, string>,
     deps: FunctionDeps,
+    private readonly info: ServeInfo | undefined,
   ) {
     this.waitUntil = deps.waitUntil;
     this.db = deps.db;
+  }
+  get clientIp(): string {
+    return clientIp(this.req, this.env.clientIp, this.info?.remoteAddr?.hostname);
   }
   get query(): URLSearchParams {
     return new URL(this.url).searchParams;
