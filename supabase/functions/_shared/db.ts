@@ -49,6 +49,24 @@ export function isConnectionError(error: unknown): boolean {
   ].includes(code) || error instanceof Deno.errors.ConnectionRefused;
 }
 
+/** The five-character SQLSTATE of a Postgres error, or null for anything else. */
+export function sqlState(error: unknown): string | null {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" && /^[0-9A-Z]{5}$/.test(code) ? code : null;
+}
+
+/**
+ * True for errors caused by the statement's input, not the server's health:
+ * SQLSTATE classes 22 (data exception), 23 (integrity constraint) and 42
+ * (syntax error or access rule violation).
+ */
+export function isDataError(error: unknown): boolean {
+  const state = sqlState(error);
+  if (state === null) return false;
+  const cls = state.slice(0, 2);
+  return cls === "22" || cls === "23" || cls === "42";
+}
+
 /** Maps a connection failure to 503 with Retry-After; other errors pass through. */
 export function databaseError(error: unknown): unknown {
   if (!isConnectionError(error)) return error;
