@@ -240,3 +240,76 @@ Deno.test("api over HTTP: happy paths, RLS, and every bad input", async (t) => {
     assert.equal(body.errors[0].pointer, "/payload/message");
   });
 });
+
+Deno.test("api over HTTP: database errors that are the caller's fault are 4xx and leak nothing", async (t) => {
+  await using db = await freshDatabase();
+  const project = await makeProject({ ALLOWED_ORIGINS: ORIGIN, SUPABASE_DB_URL: db.url });
+  const fn = startApi(project.env);
+  await using server = serve(fn.fetch);
+  await using _pool = { [Symbol.asyncDispose]: () => fn.close() };
+  const user = `Bearer ${await signToken(project.es256, { sub: crypto.randomUUID() })}`;
+  const anon = `Bearer ${await signToken(project.es256, { role: "anon" })}`;
+  const send = (raw: string | Uint8Array, authorization: string) =>
+    fetch(`${server.url}/functions/v1/api`, {
+      method: "POST",
+      headers: { "content-type": "application/json", origin: ORIGIN, authorization },
+      body: typeof raw === "string" ? raw : new Blob([raw as Uint8Array<ArrayBuffer>]),
+    });
+  const create = (body: string) => `{"action":"notes.create","payload":{"body":${body}}}`;
+  const cases: [string, string | Uint8Array, string, number, string][] = [
+    ["NUL in a note", create('"a\\u0000b"'), user, 422, "invalid_value"],
+    ["only a NUL", create('"\\u0000"'), user, 422, "invalid_value"],
+    ["NUL among other text", create('"x\\u0000\\u00e9\\ud83d\\ude00"'), user, 422, "invalid_value"],
+    ["a lone high surrogate escape", create('"\\ud800"'), user, 400, "malformed_body"],
+    ["a lone low surrogate escape", create('"a\\udc00"'), user, 400, "malformed_body"],
+    ["a reversed surrogate pair", create('"\\udc00\\ud800"'), user, 400, "malformed_body"],
+    [
+      "invalid UTF-8 bytes",
+      new Uint8Array([...new TextEncoder().encode(create('"a')), 0xff, 0xfe, 0x22, 0x7d, 0x7d]),
+      user,
+      400,
+      "malformed_body",
+    ],
+    [
+      "a number out of range",
+      '{"action":"notes.list","payload":{"limit":1e400}}',
+      user,
+      422,
+      "validation_failed",
+    ],
+    [
+      "a negative limit",
+      '{"action":"notes.list","payload":{"limit":-1}}',
+      user,
+      422,
+      "validation_failed",
+    ],
+    ["role anon creating a note", create('"hi"'), anon, 403, "insufficient_privilege"],
+    ["role anon listing notes", '{"action":"notes.list"}', anon, 403, "insufficient_privilege"],
+  ];
+  for (const [name, raw, authorization, status, code] of cases) {
+    await t.step(`${status} ${code}: ${name}`, async () => {
+      const res = await send(raw, authorization);
+      const text = await res.clone().text();
+      assert.equal(res.status, status, `${name}: ${text}`);
+      assert.equal((await problem(res)).code, code);
+      for (const leak of ["notes", "permission", "0x00", "insert", "select", "public", "UTF8"]) {
+        assert.ok(!text.toLowerCase().includes(leak.toLowerCase()), `${name} leaks "${leak}"`);
+      }
+    });
+  }
+
+  await t.step("nothing was stored by any of them; a clean note still is", async () => {
+    const [before] = await db.sql`select count(*)::int as n from public.notes`;
+    assert.equal(before!.n, 0);
+    const res = await send(create('"caf\\u00e9 \\ud83d\\ude00"'), user);
+    assert.equal(res.status, 200);
+    assert.equal((await res.json()).data.body, "café 😀");
+  });
+
+  await t.step("a NUL the handler does not store is returned intact", async () => {
+    const res = await send('{"action":"echo","payload":{"message":"a\\u0000b"}}', user);
+    assert.equal(res.status, 200);
+    assert.deepEqual(await res.json(), { data: { message: "a\u0000b" } });
+  });
+});
