@@ -3,6 +3,8 @@
  * Every bad input gets the right status and a problem+json body with CORS headers.
  */
 import assert from "node:assert/strict";
+import { z } from "npm:zod@4";
+import { action } from "../supabase/functions/_shared/router.ts";
 import { defineFunction } from "../supabase/functions/_shared/function.ts";
 import { readEnv } from "../supabase/functions/_shared/env.ts";
 import { freshDatabase } from "./_harness/database.ts";
@@ -312,4 +314,110 @@ Deno.test("api over HTTP: database errors that are the caller's fault are 4xx an
     assert.equal(res.status, 200);
     assert.deepEqual(await res.json(), { data: { message: "a\u0000b" } });
   });
+});
+
+/** A body of `total` bytes that records whether anything ever read from it. */
+function recordingBody(total: number) {
+  let sent = 0;
+  const state = { pulled: false };
+  const chunk = new Uint8Array(64 * 1024).fill(0x20);
+  const stream = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      state.pulled = true;
+      if (sent >= total) return controller.close();
+      controller.enqueue(chunk);
+      sent += chunk.byteLength;
+    },
+  }, { highWaterMark: 0 });
+  return { stream, state };
+}
+
+Deno.test("api: a request with no credential gets 401 before its body is read", async (t) => {
+  const project = await makeProject({ ALLOWED_ORIGINS: ORIGIN });
+  const fn = startApi(project.env);
+  await using _pool = { [Symbol.asyncDispose]: () => fn.close() };
+  const url = "http://127.0.0.1/functions/v1/api";
+
+  const cases: [string, Record<string, string>][] = [
+    ["a 2 MiB JSON stream", { "content-type": "application/json" }],
+    ["declaring 1 GB", { "content-type": "application/json", "content-length": "1000000000" }],
+    ["not even JSON", { "content-type": "text/plain" }],
+  ];
+  for (const [name, headers] of cases) {
+    await t.step(`401 missing_credentials, body untouched: ${name}`, async () => {
+      const { stream, state } = recordingBody(2 * 1024 * 1024);
+      const res = await fn.fetch(
+        new Request(url, {
+          method: "POST",
+          headers: { origin: ORIGIN, ...headers },
+          body: stream,
+          duplex: "half",
+        } as RequestInit),
+      );
+      assert.equal(res.status, 401);
+      assert.equal(res.headers.get("www-authenticate"), "Bearer");
+      assert.equal((await problem(res)).code, "missing_credentials");
+      assert.equal(state.pulled, false);
+      await stream.cancel();
+    });
+  }
+
+  await t.step("over HTTP: 5 MB without credentials is 401, not 413", async () => {
+    await using server = serve(fn.fetch);
+    const res = await fetch(`${server.url}/functions/v1/api`, {
+      method: "POST",
+      headers: { origin: ORIGIN, "content-type": "application/json" },
+      body: JSON.stringify({ action: "echo", payload: { message: "x".repeat(5_000_000) } }),
+    });
+    assert.equal(res.status, 401);
+    assert.equal((await problem(res)).code, "missing_credentials");
+  });
+
+  await t.step("a credential, even a wrong one, still has its body read and judged", async () => {
+    const { stream, state } = recordingBody(2 * 1024 * 1024);
+    const res = await fn.fetch(
+      new Request(url, {
+        method: "POST",
+        headers: { origin: ORIGIN, "content-type": "application/json", apikey: "sb_wrong" },
+        body: stream,
+        duplex: "half",
+      } as RequestInit),
+    );
+    assert.equal(res.status, 413);
+    assert.equal(state.pulled, true);
+    await res.body?.cancel();
+  });
+});
+
+Deno.test("per-action auth: when some action accepts none, anonymous bodies are read", async () => {
+  const project = await makeProject({ ALLOWED_ORIGINS: ORIGIN });
+  const fn = defineFunction({
+    name: "mixed",
+    auth: "user",
+    actions: {
+      open: action({ auth: ["user", "none"], input: z.object({}), handler: () => "open" }),
+      closed: action({ input: z.object({}), handler: () => "closed" }),
+    },
+  }, { env: readEnv((k) => project.env[k]) });
+  await using _pool = { [Symbol.asyncDispose]: () => fn.close() };
+  await using server = serve(fn.fetch);
+  const call = (name: string) =>
+    fetch(`${server.url}/functions/v1/mixed`, {
+      method: "POST",
+      headers: { origin: ORIGIN, "content-type": "application/json" },
+      body: JSON.stringify({ action: name }),
+    });
+  const open = await call("open");
+  assert.equal(open.status, 200);
+  assert.deepEqual(await open.json(), { data: "open" });
+  const closed = await call("closed");
+  assert.equal(closed.status, 401);
+  assert.equal((await problem(closed)).code, "missing_credentials");
+  const malformed = await fetch(`${server.url}/functions/v1/mixed`, {
+    method: "POST",
+    headers: { origin: ORIGIN, "content-type": "application/json" },
+    body: "{nope",
+  });
+  assert.equal(malformed.status, 400);
+  assert.equal((await problem(malformed)).code, "malformed_json");
 });

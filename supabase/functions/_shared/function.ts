@@ -23,6 +23,8 @@ import {
   type Authenticator,
   type AuthMode,
   createAuthenticator,
+  hasCredential,
+  missingCredentials,
 } from "./auth.ts";
 import { readJsonBody } from "./body.ts";
 import { clientIp } from "./client_ip.ts";
@@ -150,6 +152,12 @@ export function defineFunction(spec: FunctionSpec, overrides: Partial<FunctionDe
   const defaultAuth = asList(spec.auth, ["user"]);
   const routes = compileRoutes(spec.routes ?? []);
   const actions = new Map(Object.entries(spec.actions ?? {}));
+  // Which action a request names is only known from its body; when no action
+  // accepts `none`, a request without any credential is refused before the
+  // body is read, so anonymous callers cannot make us read and parse 1 MiB.
+  const actionModes = [...actions.values()].map((d) => asList(d.auth, defaultAuth));
+  const anonymousActions = actionModes.some((modes) => modes.includes("none"));
+  const credentialModes = [...new Set(actionModes.flat())];
   const extra = typeof spec.readiness === "function"
     ? spec.readiness(deps.db)
     : (spec.readiness ?? []);
@@ -201,6 +209,7 @@ export function defineFunction(spec: FunctionSpec, overrides: Partial<FunctionDe
     if (matched && "allow" in matched) throw methodNotAllowed([...matched.allow, "OPTIONS"]);
     if (path === "" && actions.size > 0) {
       if (req.method !== "POST") throw methodNotAllowed(["POST", "OPTIONS"]);
+      if (!anonymousActions && !hasCredential(req)) throw missingCredentials(credentialModes);
       const envelope = parseEnvelope(await readJsonBody(req, bodyLimit));
       note.action = envelope.action;
       const def = actions.get(envelope.action);
