@@ -231,6 +231,7 @@ Deno.test("store down: fail-open admits with a warning, fail-closed refuses (503
     const ctx = {
       auth: { mode: "none", keyName: null, sub: null, role: null, email: null, claims: null },
       req: new Request("http://x/"),
+      clientIp: "203.0.113.9",
     } as unknown as Parameters<typeof limiter>[1];
     const headers = await limiter({ limit: 1, periodSeconds: 60 }, ctx, "a");
     assert.deepEqual(headers, { "ratelimit-policy": '"a";q=1;w=60' });
