@@ -3,6 +3,8 @@
  * Every bad input gets the right status and a problem+json body with CORS headers.
  */
 import assert from "node:assert/strict";
+import { z } from "npm:zod@4";
+import { action } from "../supabase/functions/_shared/router.ts";
 import { defineFunction } from "../supabase/functions/_shared/function.ts";
 import { readEnv } from "../supabase/functions/_shared/env.ts";
 import { freshDatabase } from "./_harness/database.ts";
@@ -239,4 +241,183 @@ Deno.test("api over HTTP: happy paths, RLS, and every bad input", async (t) => {
     const body = await problem(res);
     assert.equal(body.errors[0].pointer, "/payload/message");
   });
+});
+
+Deno.test("api over HTTP: database errors that are the caller's fault are 4xx and leak nothing", async (t) => {
+  await using db = await freshDatabase();
+  const project = await makeProject({ ALLOWED_ORIGINS: ORIGIN, SUPABASE_DB_URL: db.url });
+  const fn = startApi(project.env);
+  await using server = serve(fn.fetch);
+  await using _pool = { [Symbol.asyncDispose]: () => fn.close() };
+  const user = `Bearer ${await signToken(project.es256, { sub: crypto.randomUUID() })}`;
+  const anon = `Bearer ${await signToken(project.es256, { role: "anon" })}`;
+  const send = (raw: string | Uint8Array, authorization: string) =>
+    fetch(`${server.url}/functions/v1/api`, {
+      method: "POST",
+      headers: { "content-type": "application/json", origin: ORIGIN, authorization },
+      body: typeof raw === "string" ? raw : new Blob([raw as Uint8Array<ArrayBuffer>]),
+    });
+  const create = (body: string) => `{"action":"notes.create","payload":{"body":${body}}}`;
+  const cases: [string, string | Uint8Array, string, number, string][] = [
+    ["NUL in a note", create('"a\\u0000b"'), user, 422, "invalid_value"],
+    ["only a NUL", create('"\\u0000"'), user, 422, "invalid_value"],
+    ["NUL among other text", create('"x\\u0000\\u00e9\\ud83d\\ude00"'), user, 422, "invalid_value"],
+    ["a lone high surrogate escape", create('"\\ud800"'), user, 400, "malformed_body"],
+    ["a lone low surrogate escape", create('"a\\udc00"'), user, 400, "malformed_body"],
+    ["a reversed surrogate pair", create('"\\udc00\\ud800"'), user, 400, "malformed_body"],
+    [
+      "invalid UTF-8 bytes",
+      new Uint8Array([...new TextEncoder().encode(create('"a')), 0xff, 0xfe, 0x22, 0x7d, 0x7d]),
+      user,
+      400,
+      "malformed_body",
+    ],
+    [
+      "a number out of range",
+      '{"action":"notes.list","payload":{"limit":1e400}}',
+      user,
+      422,
+      "validation_failed",
+    ],
+    [
+      "a negative limit",
+      '{"action":"notes.list","payload":{"limit":-1}}',
+      user,
+      422,
+      "validation_failed",
+    ],
+    ["role anon creating a note", create('"hi"'), anon, 403, "insufficient_privilege"],
+    ["role anon listing notes", '{"action":"notes.list"}', anon, 403, "insufficient_privilege"],
+  ];
+  for (const [name, raw, authorization, status, code] of cases) {
+    await t.step(`${status} ${code}: ${name}`, async () => {
+      const res = await send(raw, authorization);
+      const text = await res.clone().text();
+      assert.equal(res.status, status, `${name}: ${text}`);
+      assert.equal((await problem(res)).code, code);
+      for (const leak of ["notes", "permission", "0x00", "insert", "select", "public", "UTF8"]) {
+        assert.ok(!text.toLowerCase().includes(leak.toLowerCase()), `${name} leaks "${leak}"`);
+      }
+    });
+  }
+
+  await t.step("nothing was stored by any of them; a clean note still is", async () => {
+    const [before] = await db.sql`select count(*)::int as n from public.notes`;
+    assert.equal(before!.n, 0);
+    const res = await send(create('"caf\\u00e9 \\ud83d\\ude00"'), user);
+    assert.equal(res.status, 200);
+    assert.equal((await res.json()).data.body, "café 😀");
+  });
+
+  await t.step("a NUL the handler does not store is returned intact", async () => {
+    const res = await send('{"action":"echo","payload":{"message":"a\\u0000b"}}', user);
+    assert.equal(res.status, 200);
+    assert.deepEqual(await res.json(), { data: { message: "a\u0000b" } });
+  });
+});
+
+/** A body of `total` bytes that records whether anything ever read from it. */
+function recordingBody(total: number) {
+  let sent = 0;
+  const state = { pulled: false };
+  const chunk = new Uint8Array(64 * 1024).fill(0x20);
+  const stream = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      state.pulled = true;
+      if (sent >= total) return controller.close();
+      controller.enqueue(chunk);
+      sent += chunk.byteLength;
+    },
+  }, { highWaterMark: 0 });
+  return { stream, state };
+}
+
+Deno.test("api: a request with no credential gets 401 before its body is read", async (t) => {
+  const project = await makeProject({ ALLOWED_ORIGINS: ORIGIN });
+  const fn = startApi(project.env);
+  await using _pool = { [Symbol.asyncDispose]: () => fn.close() };
+  const url = "http://127.0.0.1/functions/v1/api";
+
+  const cases: [string, Record<string, string>][] = [
+    ["a 2 MiB JSON stream", { "content-type": "application/json" }],
+    ["declaring 1 GB", { "content-type": "application/json", "content-length": "1000000000" }],
+    ["not even JSON", { "content-type": "text/plain" }],
+  ];
+  for (const [name, headers] of cases) {
+    await t.step(`401 missing_credentials, body untouched: ${name}`, async () => {
+      const { stream, state } = recordingBody(2 * 1024 * 1024);
+      const res = await fn.fetch(
+        new Request(url, {
+          method: "POST",
+          headers: { origin: ORIGIN, ...headers },
+          body: stream,
+          duplex: "half",
+        } as RequestInit),
+      );
+      assert.equal(res.status, 401);
+      assert.equal(res.headers.get("www-authenticate"), "Bearer");
+      assert.equal((await problem(res)).code, "missing_credentials");
+      assert.equal(state.pulled, false);
+      await stream.cancel();
+    });
+  }
+
+  await t.step("over HTTP: 5 MB without credentials is 401, not 413", async () => {
+    await using server = serve(fn.fetch);
+    const res = await fetch(`${server.url}/functions/v1/api`, {
+      method: "POST",
+      headers: { origin: ORIGIN, "content-type": "application/json" },
+      body: JSON.stringify({ action: "echo", payload: { message: "x".repeat(5_000_000) } }),
+    });
+    assert.equal(res.status, 401);
+    assert.equal((await problem(res)).code, "missing_credentials");
+  });
+
+  await t.step("a credential, even a wrong one, still has its body read and judged", async () => {
+    const { stream, state } = recordingBody(2 * 1024 * 1024);
+    const res = await fn.fetch(
+      new Request(url, {
+        method: "POST",
+        headers: { origin: ORIGIN, "content-type": "application/json", apikey: "sb_wrong" },
+        body: stream,
+        duplex: "half",
+      } as RequestInit),
+    );
+    assert.equal(res.status, 413);
+    assert.equal(state.pulled, true);
+    await res.body?.cancel();
+  });
+});
+
+Deno.test("per-action auth: when some action accepts none, anonymous bodies are read", async () => {
+  const project = await makeProject({ ALLOWED_ORIGINS: ORIGIN });
+  const fn = defineFunction({
+    name: "mixed",
+    auth: "user",
+    actions: {
+      open: action({ auth: ["user", "none"], input: z.object({}), handler: () => "open" }),
+      closed: action({ input: z.object({}), handler: () => "closed" }),
+    },
+  }, { env: readEnv((k) => project.env[k]) });
+  await using _pool = { [Symbol.asyncDispose]: () => fn.close() };
+  await using server = serve(fn.fetch);
+  const call = (name: string) =>
+    fetch(`${server.url}/functions/v1/mixed`, {
+      method: "POST",
+      headers: { origin: ORIGIN, "content-type": "application/json" },
+      body: JSON.stringify({ action: name }),
+    });
+  const open = await call("open");
+  assert.equal(open.status, 200);
+  assert.deepEqual(await open.json(), { data: "open" });
+  const closed = await call("closed");
+  assert.equal(closed.status, 401);
+  assert.equal((await problem(closed)).code, "missing_credentials");
+  const malformed = await fetch(`${server.url}/functions/v1/mixed`, {
+    method: "POST",
+    headers: { origin: ORIGIN, "content-type": "application/json" },
+    body: "{nope",
+  });
+  assert.equal(malformed.status, 400);
+  assert.equal((await problem(malformed)).code, "malformed_json");
 });

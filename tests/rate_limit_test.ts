@@ -65,25 +65,33 @@ Deno.test("rateLimitHeaders: IETF structured fields; Retry-After only when refus
   assert.equal(refused["retry-after"], "1");
 });
 
-Deno.test("rateLimitKey: user id, then API key name, then client IP", () => {
-  const req = (h: Record<string, string>) => new Request("http://x/", { headers: h });
+Deno.test("rateLimitKey: user id, then API key name, then client IP (IPv6 by /64)", () => {
   const none = { mode: "none", keyName: null, sub: null } as const;
   const base = { role: null, email: null, claims: null, token: null };
   const user = { ...base, mode: "user", keyName: null, sub: "u1" } as const;
   const key = { ...base, mode: "publishable", keyName: "default", sub: null } as const;
-  const xff = req({ "x-forwarded-for": "203.0.113.9, 10.0.0.1" });
-  assert.equal(rateLimitKey({ auth: user, req: xff }), "user:u1");
-  assert.equal(rateLimitKey({ auth: key, req: xff }), "key:publishable:default");
-  assert.equal(rateLimitKey({ auth: user, req: xff }, "ip"), "ip:203.0.113.9");
-  assert.equal(rateLimitKey({ auth: { ...base, ...none }, req: xff }, "user"), "ip:203.0.113.9");
-  assert.equal(rateLimitKey({ auth: { ...base, ...none }, req: req({}) }), "ip:unknown");
+  const clientIp = "203.0.113.9";
+  assert.equal(rateLimitKey({ auth: user, clientIp }), "user:u1");
+  assert.equal(rateLimitKey({ auth: key, clientIp }), "key:publishable:default");
+  assert.equal(rateLimitKey({ auth: user, clientIp }, "ip"), "ip:203.0.113.9");
+  assert.equal(rateLimitKey({ auth: { ...base, ...none }, clientIp }, "user"), "ip:203.0.113.9");
+  assert.equal(rateLimitKey({ auth: { ...base, ...none }, clientIp: "unknown" }), "ip:unknown");
+  assert.equal(
+    rateLimitKey({ auth: { ...base, ...none }, clientIp: "2001:db8:1:2:3:4:5:6" }),
+    "ip:2001:db8:1:2::/64",
+  );
 });
 
 Deno.test("pipeline: per-action limit over HTTP, 429 problem+json with headers exposed to CORS", async () => {
   await using db = await freshDatabase();
   const ORIGIN = "https://app.example.com";
   const env = readEnv((k) =>
-    ({ SUPABASE_DB_URL: db.url, ALLOWED_ORIGINS: ORIGIN } as Record<
+    ({
+      SUPABASE_DB_URL: db.url,
+      ALLOWED_ORIGINS: ORIGIN,
+      // The test plays the platform's proxy: it overwrites the header per request.
+      RATE_LIMIT_TRUSTED_IP_HEADER: "x-forwarded-for",
+    } as Record<
       string,
       string
     >)[k]
@@ -135,6 +143,58 @@ Deno.test("pipeline: per-action limit over HTTP, 429 problem+json with headers e
   }
 });
 
+Deno.test("pipeline over HTTP: spoofed X-Forwarded-For / X-Real-IP never buy a fresh bucket", async (t) => {
+  await using db = await freshDatabase();
+  const database = createDatabase(db.url);
+  await using _pool = { [Symbol.asyncDispose]: () => database.close() };
+  const start = (vars: Record<string, string>) => {
+    const env = readEnv((k) => ({ SUPABASE_DB_URL: db.url, ...vars })[k]);
+    return defineFunction({
+      name: "limited",
+      auth: "none",
+      actions: {
+        ping: action({
+          input: z.object({}).optional(),
+          rateLimit: { limit: 2, periodSeconds: 60, key: "ip", name: crypto.randomUUID() },
+          handler: () => "pong",
+        }),
+      },
+    }, { env, db: database, rateLimiter: createRateLimiter(database), log: silent });
+  };
+  const statuses = async (url: string, headers: (i: number) => Record<string, string>) => {
+    const out: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const res = await fetch(`${url}/functions/v1/limited`, {
+        method: "POST",
+        headers: { "content-type": "application/json", ...headers(i) },
+        body: JSON.stringify({ action: "ping" }),
+      });
+      await res.body?.cancel();
+      out.push(res.status);
+    }
+    return out;
+  };
+
+  await t.step("default (no trusted header): keyed on the peer address", async () => {
+    await using server = serve(start({}).fetch);
+    const got = await statuses(server.url, (i) => ({
+      "x-forwarded-for": `203.0.113.${i}, 198.51.100.${i}`,
+      "x-real-ip": `192.0.2.${i}`,
+      "cf-connecting-ip": `192.0.2.${100 + i}`,
+    }));
+    assert.deepEqual(got, [200, 200, 429, 429, 429]);
+  });
+
+  await t.step("trusted x-forwarded-for, 1 hop: only the right-most hop counts", async () => {
+    await using server = serve(start({ RATE_LIMIT_TRUSTED_IP_HEADER: "x-forwarded-for" }).fetch);
+    const got = await statuses(server.url, (i) => ({
+      "x-forwarded-for": `203.0.113.${i}, garbage-${i}, 2001:db8::${i}, 198.51.100.77`,
+      "x-real-ip": `192.0.2.${i}`,
+    }));
+    assert.deepEqual(got, [200, 200, 429, 429, 429]);
+  });
+});
+
 const silent = {
   debug() {},
   info() {},
@@ -171,6 +231,7 @@ Deno.test("store down: fail-open admits with a warning, fail-closed refuses (503
     const ctx = {
       auth: { mode: "none", keyName: null, sub: null, role: null, email: null, claims: null },
       req: new Request("http://x/"),
+      clientIp: "203.0.113.9",
     } as unknown as Parameters<typeof limiter>[1];
     const headers = await limiter({ limit: 1, periodSeconds: 60 }, ctx, "a");
     assert.deepEqual(headers, { "ratelimit-policy": '"a";q=1;w=60' });

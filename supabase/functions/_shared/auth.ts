@@ -56,6 +56,14 @@ const NONE: AuthContext = Object.freeze({
 const unauthorized = (code: string, detail: string) =>
   new HttpError({ status: 401, code, detail, headers: { "www-authenticate": "Bearer" } });
 
+/** The 401 for a request that carries no credential at all. */
+export const missingCredentials = (modes: readonly AuthMode[]) =>
+  unauthorized("missing_credentials", `Credentials required: ${modes.join(", ")}.`);
+
+/** True when the request carries something to authenticate with (valid or not). */
+export const hasCredential = (req: Request): boolean =>
+  req.headers.get("authorization") !== null || req.headers.get("apikey") !== null;
+
 function bearer(req: Request): string | null {
   const header = req.headers.get("authorization");
   if (!header || header.length < 8 || header.slice(0, 7).toLowerCase() !== "bearer ") return null;
@@ -183,6 +191,6 @@ export function createAuthenticator(env: Env, deps: AuthDeps = {}): Authenticato
       if (known) throw forbidden;
       throw unauthorized("invalid_api_key", "The apikey header does not hold a valid key.");
     }
-    throw unauthorized("missing_credentials", `Credentials required: ${modes.join(", ")}.`);
+    throw missingCredentials(modes);
   }
 }

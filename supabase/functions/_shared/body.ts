@@ -94,8 +94,9 @@ export async function readJsonBody(req: Request, limit = DEFAULT_BODY_LIMIT): Pr
   if (text.length === 0) {
     throw new HttpError({ status: 400, code: "malformed_json", detail: "The body is empty." });
   }
+  let value: unknown;
   try {
-    return JSON.parse(text);
+    value = JSON.parse(text);
   } catch (error) {
     throw new HttpError({
       status: 400,
@@ -103,4 +104,45 @@ export async function readJsonBody(req: Request, limit = DEFAULT_BODY_LIMIT): Pr
       detail: `The body is not valid JSON: ${(error as Error).message}`,
     });
   }
+  // A lone surrogate escape parses, but is no Unicode text: stored, it would turn
+  // silently into U+FFFD. Only bodies holding a surrogate escape are walked.
+  if (SURROGATE_ESCAPE.test(text)) {
+    const pointer = unpairedSurrogate(value, "");
+    if (pointer !== null) {
+      throw new HttpError({
+        status: 400,
+        code: "malformed_body",
+        detail: "The body holds an unpaired UTF-16 surrogate escape (\\uD800-\\uDFFF).",
+        errors: [{ pointer, detail: "Not valid Unicode text" }],
+      });
+    }
+  }
+  return value;
+}
+
+const SURROGATE_ESCAPE = /\\u[dD][89a-fA-F]/;
+
+const escapePointer = (key: string) => key.replace(/~/g, "~0").replace(/\//g, "~1");
+
+/**
+ * The JSON Pointer of the first string (or key) that is not well-formed, or
+ * null. Iterative: a 1 MiB body can nest deeper than the call stack goes.
+ */
+function unpairedSurrogate(root: unknown, base: string): string | null {
+  const stack: [unknown, string][] = [[root, base]];
+  while (stack.length > 0) {
+    const [value, at] = stack.pop()!;
+    if (typeof value === "string") {
+      if (!value.isWellFormed()) return at;
+    } else if (Array.isArray(value)) {
+      for (let i = value.length - 1; i >= 0; i--) stack.push([value[i], `${at}/${i}`]);
+    } else if (value !== null && typeof value === "object") {
+      for (const [key, item] of Object.entries(value)) {
+        const path = `${at}/${escapePointer(key)}`;
+        if (!key.isWellFormed()) return path;
+        stack.push([item, path]);
+      }
+    }
+  }
+  return null;
 }

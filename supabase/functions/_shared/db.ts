@@ -49,16 +49,76 @@ export function isConnectionError(error: unknown): boolean {
   ].includes(code) || error instanceof Deno.errors.ConnectionRefused;
 }
 
-/** Maps a connection failure to 503 with Retry-After; other errors pass through. */
+/** The five-character SQLSTATE of a Postgres error, or null for anything else. */
+export function sqlState(error: unknown): string | null {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" && /^[0-9A-Z]{5}$/.test(code) ? code : null;
+}
+
+/**
+ * True for errors caused by the statement's input, not the server's health:
+ * SQLSTATE classes 22 (data exception), 23 (integrity constraint) and 42
+ * (syntax error or access rule violation).
+ */
+export function isDataError(error: unknown): boolean {
+  const state = sqlState(error);
+  if (state === null) return false;
+  const cls = state.slice(0, 2);
+  return cls === "22" || cls === "23" || cls === "42";
+}
+
+/**
+ * The one mapping from database errors to HTTP: unreachable database 503 (with
+ * Retry-After); the caller's own fault 4xx: a value Postgres cannot take
+ * (class 22) or a broken data rule (class 23) 422, a unique or exclusion
+ * conflict 409, a privilege the caller's role lacks (42501) 403. Details name
+ * no table, column or SQL. Anything else passes through (a 500).
+ */
 export function databaseError(error: unknown): unknown {
-  if (!isConnectionError(error)) return error;
-  return new HttpError({
-    status: 503,
-    code: "database_unavailable",
-    detail: "The database is unavailable; try again shortly.",
-    headers: { "retry-after": "5" },
-    cause: error,
-  });
+  if (isConnectionError(error)) {
+    return new HttpError({
+      status: 503,
+      code: "database_unavailable",
+      detail: "The database is unavailable; try again shortly.",
+      headers: { "retry-after": "5" },
+      cause: error,
+    });
+  }
+  const state = sqlState(error);
+  if (state === null) return error;
+  if (state === "42501") {
+    return new HttpError({
+      status: 403,
+      code: "insufficient_privilege",
+      detail: "The caller's role may not do this.",
+      cause: error,
+    });
+  }
+  if (state.startsWith("22")) {
+    return new HttpError({
+      status: 422,
+      code: "invalid_value",
+      detail: "A value in the request cannot be stored (e.g. a NUL character, or out of range).",
+      cause: error,
+    });
+  }
+  if (state === "23505" || state === "23P01") {
+    return new HttpError({
+      status: 409,
+      code: "conflict",
+      detail: "The request conflicts with data that already exists.",
+      cause: error,
+    });
+  }
+  if (state.startsWith("23")) {
+    return new HttpError({
+      status: 422,
+      code: "constraint_violation",
+      detail: "A value in the request breaks a rule of the stored data.",
+      cause: error,
+    });
+  }
+  return error;
 }
 
 /** Creates a handle for `url` (null: every use answers 503 `database_not_configured`). */
@@ -107,7 +167,8 @@ export function createDatabase(url: string | null, options: DatabaseOptions = {}
           return await fn(tx);
         }) as T;
       } catch (error) {
-        throw databaseError(error);
+        // Handlers may still inspect the SQLSTATE; the pipeline maps the rest once.
+        throw isConnectionError(error) ? databaseError(error) : error;
       }
     },
     async close() {

@@ -2,6 +2,7 @@
  * The one module that reads the environment (DESIGN §4.1). Everything else gets
  * an {@link Env} through its `deps`, so tests pass their own values.
  */
+import type { ClientIpPolicy } from "./client_ip.ts";
 import { HttpError } from "./errors.ts";
 
 /** Validated configuration of a function. */
@@ -28,6 +29,12 @@ export interface Env {
    * loopback addresses (`QUEUE_WEBHOOK_ALLOW_HOSTS`, comma-separated; local use).
    */
   webhookAllowHosts: string[];
+  /**
+   * The header the platform's proxy vouches for the client address in
+   * (`RATE_LIMIT_TRUSTED_IP_HEADER`, lower-cased; null: none, use the peer address)
+   * and how many trusted proxies append to `x-forwarded-for` (`RATE_LIMIT_TRUSTED_PROXY_HOPS`).
+   */
+  clientIp: ClientIpPolicy;
   /** `debug` | `info` | `warn` | `error` (`LOG_LEVEL`, default info). */
   logLevel: "debug" | "info" | "warn" | "error";
 }
@@ -103,6 +110,21 @@ function parseJwksUrl(raw: string | undefined, supabaseUrl: string | null): URL 
   throw new EnvError("SUPABASE_JWKS_URL must be https (http only on loopback)");
 }
 
+// RFC 9110 token: what a header name may be.
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$/;
+
+function parseClientIp(header: string | undefined, hops: string | undefined): ClientIpPolicy {
+  const name = header?.trim().toLowerCase() || null;
+  if (name !== null && !HEADER_NAME.test(name)) {
+    throw new EnvError("RATE_LIMIT_TRUSTED_IP_HEADER must be one header name");
+  }
+  const count = hops?.trim() ? Number(hops.trim()) : 1;
+  if (!Number.isInteger(count) || count < 1 || count > 32) {
+    throw new EnvError("RATE_LIMIT_TRUSTED_PROXY_HOPS must be an integer in 1..32");
+  }
+  return { header: name, hops: count };
+}
+
 const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
 
 /**
@@ -129,6 +151,10 @@ export function readEnv(get: (name: string) => string | undefined = denoEnv): En
     ),
     webhookAllowHosts: (get("QUEUE_WEBHOOK_ALLOW_HOSTS") ?? "").split(",").map((s) => s.trim())
       .filter(Boolean),
+    clientIp: parseClientIp(
+      get("RATE_LIMIT_TRUSTED_IP_HEADER"),
+      get("RATE_LIMIT_TRUSTED_PROXY_HOPS"),
+    ),
     logLevel: level,
   };
 }

@@ -23,8 +23,11 @@ import {
   type Authenticator,
   type AuthMode,
   createAuthenticator,
+  hasCredential,
+  missingCredentials,
 } from "./auth.ts";
 import { readJsonBody } from "./body.ts";
+import { clientIp } from "./client_ip.ts";
 import { corsPolicy, preflightHeaders, withCors } from "./cors.ts";
 import { createDatabase, type Database, databaseError } from "./db.ts";
 import { type Env, readEnv } from "./env.ts";
@@ -82,9 +85,14 @@ export interface FunctionDeps {
   waitUntil: (promise: Promise<unknown>) => void;
 }
 
+/** What `Deno.serve` passes beside the request; only the peer address is read. */
+export interface ServeInfo {
+  remoteAddr?: { hostname?: string };
+}
+
 /** A deployable function: `export default defineFunction(...)`. */
 export interface EdgeFunction {
-  fetch(req: Request): Promise<Response>;
+  fetch(req: Request, info?: ServeInfo): Promise<Response>;
   /** Releases the database pool (tests, graceful shutdown). */
   close(): Promise<void>;
 }
@@ -144,6 +152,12 @@ export function defineFunction(spec: FunctionSpec, overrides: Partial<FunctionDe
   const defaultAuth = asList(spec.auth, ["user"]);
   const routes = compileRoutes(spec.routes ?? []);
   const actions = new Map(Object.entries(spec.actions ?? {}));
+  // Which action a request names is only known from its body; when no action
+  // accepts `none`, a request without any credential is refused before the
+  // body is read, so anonymous callers cannot make us read and parse 1 MiB.
+  const actionModes = [...actions.values()].map((d) => asList(d.auth, defaultAuth));
+  const anonymousActions = actionModes.some((modes) => modes.includes("none"));
+  const credentialModes = [...new Set(actionModes.flat())];
   const extra = typeof spec.readiness === "function"
     ? spec.readiness(deps.db)
     : (spec.readiness ?? []);
@@ -165,6 +179,7 @@ export function defineFunction(spec: FunctionSpec, overrides: Partial<FunctionDe
     path: string,
     requestId: string,
     note: { action?: string; auth?: string },
+    info: ServeInfo | undefined,
   ): Promise<{ res: Response; extraHeaders?: Record<string, string> }> {
     if (envError) throw envError;
     if (req.method === "GET" || req.method === "HEAD") {
@@ -172,7 +187,7 @@ export function defineFunction(spec: FunctionSpec, overrides: Partial<FunctionDe
       if (path === "/ready") return { res: healthResponse(await ready()) };
     }
     const context = (authCtx: AuthContext, params: Record<string, string>): HandlerContext =>
-      new RequestContext(req, url, requestId, env, log, authCtx, params, deps);
+      new RequestContext(req, url, requestId, env, log, authCtx, params, deps, info);
 
     const matched = routes.match(req.method, path);
     if (matched && "route" in matched) {
@@ -194,6 +209,7 @@ export function defineFunction(spec: FunctionSpec, overrides: Partial<FunctionDe
     if (matched && "allow" in matched) throw methodNotAllowed([...matched.allow, "OPTIONS"]);
     if (path === "" && actions.size > 0) {
       if (req.method !== "POST") throw methodNotAllowed(["POST", "OPTIONS"]);
+      if (!anonymousActions && !hasCredential(req)) throw missingCredentials(credentialModes);
       const envelope = parseEnvelope(await readJsonBody(req, bodyLimit));
       note.action = envelope.action;
       const def = actions.get(envelope.action);
@@ -227,7 +243,7 @@ export function defineFunction(spec: FunctionSpec, overrides: Partial<FunctionDe
 
   return {
     close: () => deps.db.close(),
-    async fetch(req: Request): Promise<Response> {
+    async fetch(req: Request, info?: ServeInfo): Promise<Response> {
       const started = accessLog ? performance.now() : 0;
       const given = req.headers.get("x-request-id");
       const requestId = given && REQUEST_ID.test(given) ? given : crypto.randomUUID();
@@ -246,7 +262,7 @@ export function defineFunction(spec: FunctionSpec, overrides: Partial<FunctionDe
         );
       } else {
         try {
-          const out = await dispatch(req, url, responseHeaders, path, requestId, note);
+          const out = await dispatch(req, url, responseHeaders, path, requestId, note, info);
           res = out.res;
           if (out.extraHeaders) {
             for (const k in out.extraHeaders) res.headers.set(k, out.extraHeaders[k]!);
@@ -297,9 +313,13 @@ class RequestContext implements HandlerContext {
     readonly auth: AuthContext,
     readonly params: Record<string, string>,
     deps: FunctionDeps,
+    private readonly info: ServeInfo | undefined,
   ) {
     this.waitUntil = deps.waitUntil;
     this.db = deps.db;
+  }
+  get clientIp(): string {
+    return clientIp(this.req, this.env.clientIp, this.info?.remoteAddr?.hostname);
   }
   get query(): URLSearchParams {
     return new URL(this.url).searchParams;

@@ -8,7 +8,9 @@
  * if (!d.allowed) throw rateLimitedError(d, policy);
  */
 import type { Sql } from "npm:postgres@3";
+import { defaultIsFailure } from "./breaker_errors.ts";
 import { CircuitBreaker } from "./circuit_breaker.ts";
+import { isDataError, sqlState } from "./db.ts";
 
 /** A limit: `limit` units per `periodSeconds`, bursts of up to `limit`. */
 export interface RateLimitRule {
@@ -56,13 +58,15 @@ export interface RateLimitDeps {
 
 const storeBreakers = new WeakMap<Sql, CircuitBreaker>();
 
-function storeBreaker(sql: Sql): CircuitBreaker {
+/** The breaker guarding decisions made through `sql` (one per client). */
+export function storeBreaker(sql: Sql): CircuitBreaker {
   let b = storeBreakers.get(sql);
   if (!b) {
     b = new CircuitBreaker({
       key: "rate-limit-store",
       policies: [{ kind: "consecutive", failures: 3 }],
       openMs: 5_000,
+      isFailure: isStoreOutage,
     });
     storeBreakers.set(sql, b);
   }
@@ -90,11 +94,56 @@ function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
   });
 }
 
+/**
+ * Whether a store error counts against the store's breaker: a statement the
+ * store refused for its input (SQLSTATE 22/23/42, or 54, a program limit such
+ * as an oversized index entry) says nothing about the store's health, and
+ * counting it would let one odd key switch limiting off for everyone.
+ */
+export function isStoreOutage(error: unknown): boolean {
+  if (isDataError(error) || sqlState(error)?.startsWith("54")) return false;
+  return defaultIsFailure(error);
+}
+
+/** Keys stored as given up to this many UTF-8 bytes; a btree entry must stay well under 2.7 kB. */
+export const MAX_PLAIN_KEY_BYTES = 200;
+const HASHED = "#";
+const encoder = new TextEncoder();
+
+/**
+ * The key as stored: `<rule>:<key>` when it is short, well-formed and free of
+ * NUL (which Postgres text cannot hold), else `#` and the base64url SHA-256 of
+ * its UTF-16 code units (injective even for lone surrogates, which UTF-8
+ * encoding would fold into one replacement character). Plain keys never start
+ * with `#`, so the two forms cannot meet.
+ */
+export async function storedKey(ruleName: string, key: string): Promise<string> {
+  const full = `${ruleName}:${key}`;
+  // A UTF-16 unit encodes to at most 3 UTF-8 bytes: short keys skip the encoding.
+  if (
+    !full.startsWith(HASHED) && !full.includes("\0") && full.isWellFormed() &&
+    (full.length * 3 <= MAX_PLAIN_KEY_BYTES ||
+      encoder.encode(full).byteLength <= MAX_PLAIN_KEY_BYTES)
+  ) return full;
+  const units = new Uint16Array(full.length);
+  for (let i = 0; i < full.length; i++) units[i] = full.charCodeAt(i);
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", units));
+  return HASHED + btoa(String.fromCharCode(...digest)).replace(/\+/g, "-").replace(/\//g, "_")
+    .replace(/=+$/, "");
+}
+
+/** The SQL function takes integer milliseconds and units. */
+const MAX_INT4 = 2_147_483_647;
+
 /** Validates a rule; a wrong rule is a programming error, thrown at once. */
 export function checkRule(rule: RateLimitRule): void {
   const cost = rule.cost ?? 1;
-  if (!Number.isInteger(rule.limit) || rule.limit < 1) throw new RangeError("limit must be >= 1");
-  if (!(rule.periodSeconds > 0)) throw new RangeError("periodSeconds must be > 0");
+  if (!Number.isInteger(rule.limit) || rule.limit < 1 || rule.limit > MAX_INT4) {
+    throw new RangeError("limit must be an integer in 1..2147483647");
+  }
+  if (!(rule.periodSeconds > 0) || Math.round(rule.periodSeconds * 1000) > MAX_INT4) {
+    throw new RangeError("periodSeconds must be > 0 and at most 2147483.647");
+  }
   if (!Number.isInteger(cost) || cost < 1 || cost > rule.limit) {
     throw new RangeError("cost must be an integer in 1..limit");
   }
@@ -109,13 +158,14 @@ export async function rateLimit(
   checkRule(rule);
   const periodMs = Math.round(rule.periodSeconds * 1000);
   const breaker = deps.breaker ?? storeBreaker(deps.sql);
+  const stored = await storedKey(rule.name, key);
   try {
     const rows = await breaker.execute(
       (signal) =>
         abortable(
           deps.sql<Row[]>`
             select * from resilience.rate_limit(
-              ${`${rule.name}:${key}`}, ${rule.limit}, ${periodMs}, ${rule.cost ?? 1}
+              ${stored}, ${rule.limit}, ${periodMs}, ${rule.cost ?? 1}
             )`,
           signal,
         ),

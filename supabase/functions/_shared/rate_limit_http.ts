@@ -5,6 +5,7 @@
  * @example
  * export default defineFunction(spec, { rateLimiter: createRateLimiter(db) });
  */
+import { ipBucket } from "./client_ip.ts";
 import type { Database } from "./db.ts";
 import { HttpError } from "./errors.ts";
 import type { RateLimiter } from "./function.ts";
@@ -65,19 +66,13 @@ export function rateLimitedError(decision: RateLimitDecision, rule: RateLimitRul
   });
 }
 
-/** The caller's IP as the platform's proxy reports it (first `x-forwarded-for` hop). */
-export function clientIp(req: Request): string | null {
-  const forwarded = req.headers.get("x-forwarded-for");
-  const first = forwarded?.split(",")[0]?.trim();
-  return first || req.headers.get("x-real-ip")?.trim() || null;
-}
-
 /**
  * The rate-limit key for a request. `user` falls back to the API key name,
- * and both fall back to the client IP, so anonymous callers are limited too.
+ * and both fall back to the client IP (an IPv6 caller's /64), so anonymous
+ * callers are limited too.
  */
 export function rateLimitKey(
-  ctx: Pick<HandlerContext, "auth" | "req">,
+  ctx: Pick<HandlerContext, "auth" | "clientIp">,
   by: RateLimitPolicy["key"] = "auto",
 ): string {
   const { auth } = ctx;
@@ -87,7 +82,7 @@ export function rateLimitKey(
   if ((by === "apikey" || by === "auto" || by === "user") && auth.keyName) {
     return `key:${auth.mode}:${auth.keyName}`;
   }
-  return `ip:${clientIp(ctx.req) ?? "unknown"}`;
+  return `ip:${ipBucket(ctx.clientIp)}`;
 }
 
 /** Options of {@link createRateLimiter}. */

@@ -31,6 +31,11 @@ export interface HandlerContext {
   requestId: string;
   env: Env;
   log: Logger;
+  /**
+   * The caller's IP: the configured trusted header's value, else the connection's
+   * peer, else "unknown" (see client_ip.ts); never an unvetted client-supplied hop.
+   */
+  readonly clientIp: string;
   /** Path parameters of a route (`/notes/:id` -> `{ id }`). */
   params: Record<string, string>;
   query: URLSearchParams;
