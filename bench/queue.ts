@@ -30,6 +30,7 @@ import { applyBootstrap, applyMigrations } from "../local/migrate.ts";
 import { startPostgres } from "../local/postgres_server.ts";
 import { freePort, withDatabase } from "../tests/_harness/database.ts";
 import { flag, num, nums, words } from "./lib/args.ts";
+import { NPM, requireRealNode, requireTools } from "./required_tools.ts";
 import { ensureNodePeers, NODE_DIR, nodeVersion, peerVersion } from "./lib/node_peers.ts";
 import { onInterrupt, ProtocolChild, until } from "./lib/proc.ts";
 import { table, type Target, targetsTable } from "./lib/report.ts";
@@ -62,6 +63,11 @@ const ONLY = words("only");
 const PEERS = words("peers");
 const DURABLE = flag("durable", false);
 const want = (group: string) => ONLY.length === 0 || ONLY.includes(group);
+// The peers run under Node; say so before anything starts, not from deep in a round.
+if (PEERS.length === 0 || PEERS.some((p) => p !== "ours")) {
+  await requireTools("bench:queue", [NPM]);
+  await requireRealNode("bench:queue");
+}
 
 type Peer = "ours" | "graphile" | "pgboss";
 type Kind = "enqueue" | "drain" | "limit";

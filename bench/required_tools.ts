@@ -5,6 +5,14 @@
  */
 import { join } from "node:path";
 
+/** Node.js and npm: bench:queue runs graphile-worker and pg-boss under Node, their own runtime. */
+export const NODE: RequiredTool = {
+  command: "node",
+  install:
+    "apt-get install nodejs npm (Debian/Ubuntu) or brew install node (macOS), Node 20 or later",
+};
+export const NPM: RequiredTool = { command: "npm", install: NODE.install };
+
 /** A program a bench needs and how to install it. */
 export interface RequiredTool {
   command: string;
@@ -47,5 +55,27 @@ export async function requireTools(bench: string, tools: RequiredTool[]): Promis
   for (const tool of missing) {
     console.error(`${bench}: \`${tool.command}\` is not on PATH. Install it: ${tool.install}.`);
   }
+  Deno.exit(1);
+}
+
+/**
+ * Exits 1 unless `node` is Node.js itself. Deno puts a `node` shim first on its
+ * own PATH (node_compat_bin), so a peer "under Node" could silently run under
+ * Deno: the comparison would then not be of each library in its own runtime.
+ */
+export async function requireRealNode(bench: string): Promise<void> {
+  const probe = "process.versions.deno ? '' : process.version";
+  const out = await new Deno.Command("node", {
+    args: ["-p", probe],
+    stdout: "piped",
+    stderr: "null",
+  })
+    .output()
+    .catch(() => null);
+  const version = out?.success ? new TextDecoder().decode(out.stdout).trim() : "";
+  if (version.startsWith("v")) return;
+  console.error(
+    `${bench}: \`node\` is not on PATH (only Deno's node shim, if anything). Install it: ${NODE.install}.`,
+  );
   Deno.exit(1);
 }

@@ -1,5 +1,5 @@
 /**
- * Benches that need an external program (bench:http needs wrk) say what is
+ * Benches that need an external program (bench:http needs wrk, bench:queue node and npm) say what is
  * missing and how to install it, and exit non-zero before starting anything.
  */
 import assert from "node:assert/strict";
@@ -7,29 +7,71 @@ import { join } from "node:path";
 import { PROJECT_ROOT } from "../local/postgres.ts";
 import { missingTools, type RequiredTool } from "../bench/required_tools.ts";
 
-Deno.test("bench:http without wrk on PATH: install hint, exit 1, nothing started", async () => {
-  const emptyBin = await Deno.makeTempDir({ prefix: "starter-nopath-" });
-  try {
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", join(PROJECT_ROOT, "bench", "http.ts"), "--duration=1", "--runs=1"],
-      cwd: PROJECT_ROOT,
-      env: { PATH: emptyBin },
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const stdout = new TextDecoder().decode(out.stdout);
-    const stderr = new TextDecoder().decode(out.stderr);
-    assert.equal(out.code, 1, stdout + stderr);
-    assert.match(stderr, /`wrk` is not on PATH/);
-    assert.match(stderr, /apt-get install wrk/);
-    assert.match(stderr, /brew install wrk/);
-    assert.doesNotMatch(stderr, /Uncaught|\n\s+at /, "no stack trace");
-    // The bench prints its header before it spawns the first server.
-    assert.equal(stdout, "", "nothing was started");
-  } finally {
-    await Deno.remove(emptyBin, { recursive: true });
-  }
-});
+const BENCHES: {
+  file: string;
+  args: string[];
+  /** Stand-ins put on the otherwise empty PATH. */
+  present?: string[];
+  missing: string[];
+  hints: RegExp[];
+}[] = [
+  {
+    file: "http.ts",
+    args: ["--duration=1", "--runs=1"],
+    missing: ["wrk"],
+    hints: [/apt-get install wrk/, /brew install wrk/],
+  },
+  {
+    file: "queue.ts",
+    args: ["--n=10", "--rounds=1"],
+    missing: ["npm"],
+    hints: [/apt-get install nodejs npm/, /brew install node/],
+  },
+  {
+    // npm is there, Node is not: Deno puts its own `node` shim first on PATH, which
+    // must not pass for Node (the peers would run under Deno, not their runtime).
+    file: "queue.ts",
+    args: ["--n=10", "--rounds=1"],
+    present: ["npm"],
+    missing: ["node"],
+    hints: [/only Deno's node shim/, /apt-get install nodejs npm/],
+  },
+];
+
+for (const bench of BENCHES) {
+  Deno.test(
+    `bench/${bench.file} without ${
+      bench.missing.join(", ")
+    } on PATH: install hint, exit 1, nothing started`,
+    async () => {
+      const emptyBin = await Deno.makeTempDir({ prefix: "starter-nopath-" });
+      try {
+        for (const tool of bench.present ?? []) {
+          await Deno.writeTextFile(join(emptyBin, tool), "#!/bin/sh\nexit 0\n", { mode: 0o755 });
+        }
+        const out = await new Deno.Command(Deno.execPath(), {
+          args: ["run", "-A", join(PROJECT_ROOT, "bench", bench.file), ...bench.args],
+          cwd: PROJECT_ROOT,
+          env: { PATH: emptyBin },
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        const stdout = new TextDecoder().decode(out.stdout);
+        const stderr = new TextDecoder().decode(out.stderr);
+        assert.equal(out.code, 1, stdout + stderr);
+        for (const tool of bench.missing) {
+          assert.match(stderr, new RegExp(`\`${tool}\` is not on PATH`));
+        }
+        for (const hint of bench.hints) assert.match(stderr, hint);
+        assert.doesNotMatch(stderr, /Uncaught|\n\s+at /, "no stack trace");
+        // Each bench prints its header before it starts the first server or database.
+        assert.equal(stdout, "", "nothing was started");
+      } finally {
+        await Deno.remove(emptyBin, { recursive: true });
+      }
+    },
+  );
+}
 
 Deno.test("missingTools: every PATH form", async () => {
   const root = await Deno.makeTempDir({ prefix: "starter-path-" });
