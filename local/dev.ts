@@ -6,12 +6,9 @@
  */
 import { banner } from "./banner.ts";
 import { DEV_USAGE, FlagError, parseDevFlags } from "./dev_flags.ts";
-import { signUserToken } from "./local_keys.ts";
 import { MigrationError } from "./migrate.ts";
-import { PortInUseError } from "./port_check.ts";
-import { ConfigError } from "./project_config.ts";
+import { ConfigError, EnvFileError, PortInUseError, signUserToken } from "./project/mod.ts";
 import { startStack } from "./stack.ts";
-import { EnvFileError } from "./env_file.ts";
 
 const time = () => new Date().toISOString().slice(11, 23);
 const log = (line: string) => console.log(`${time()} ${line}`);

@@ -6,7 +6,7 @@
  */
 import { join } from "node:path";
 import postgres from "npm:postgres@3";
-import { PROJECT_ROOT } from "./postgres.ts";
+import { PROJECT_ROOT } from "./project/mod.ts";
 import { splitStatements } from "./sql_split.ts";
 
 /** One migration file. */

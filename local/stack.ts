@@ -11,11 +11,15 @@ import { functionEnv } from "./function_env.ts";
 import { FunctionPool } from "./function_pool.ts";
 import { discoverFunctions } from "./function_registry.ts";
 import { createGateway } from "./gateway.ts";
-import { loadOrCreateLocalKeys, type LocalKeys, publicJwks } from "./local_keys.ts";
+import {
+  loadOrCreateLocalKeys,
+  loadProjectConfig,
+  type LocalKeys,
+  PortInUseError,
+  PROJECT_ROOT,
+  publicJwks,
+} from "./project/mod.ts";
 import { LogHold } from "./log_hold.ts";
-import { PortInUseError } from "./port_check.ts";
-import { PROJECT_ROOT } from "./postgres.ts";
-import { loadProjectConfig } from "./project_config.ts";
 import { type Front, serveWithFront } from "./tcp_front.ts";
 import { watchForChanges } from "./watcher.ts";
 

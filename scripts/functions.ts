@@ -1,6 +1,6 @@
 /** Lists the deployable functions: folders of supabase/functions not starting with `_`. */
 import { join } from "node:path";
-import { PROJECT_ROOT } from "../local/postgres.ts";
+import { PROJECT_ROOT } from "../local/project/mod.ts";
 
 /** A function and the file `supabase functions deploy` would use as its entrypoint. */
 export interface FunctionEntry {
