@@ -6,7 +6,7 @@
  */
 import { banner } from "./banner.ts";
 import { DEV_USAGE, FlagError, parseDevFlags } from "./dev_flags.ts";
-import { MigrationError } from "./migrate.ts";
+import { MigrationError } from "./database/mod.ts";
 import { ConfigError, EnvFileError, PortInUseError, signUserToken } from "./project/mod.ts";
 import { startStack } from "./stack.ts";
 

@@ -5,7 +5,7 @@
  */
 import { join } from "node:path";
 import { type Cron, startCron } from "./cron.ts";
-import { type DatabaseHandle, prepareDatabase } from "./database.ts";
+import { type DatabaseHandle, prepareDatabase } from "./database/mod.ts";
 import type { DevOptions } from "./dev_flags.ts";
 import { functionEnv } from "./function_env.ts";
 import { FunctionPool } from "./function_pool.ts";

@@ -5,7 +5,7 @@
  * our own migrator recorded.
  */
 import assert from "node:assert/strict";
-import { listMigrations } from "../local/migrate.ts";
+import { listMigrations } from "../local/database/mod.ts";
 import { PROJECT_ROOT } from "../local/project/mod.ts";
 import { freshDatabase } from "./_harness/database.ts";
 

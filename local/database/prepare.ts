@@ -7,7 +7,7 @@
 import { join } from "node:path";
 import postgres from "npm:postgres@3";
 import { applyBootstrap, applyMigrations, applySeed, type Migration } from "./migrate.ts";
-import { assertPortFree } from "./project/mod.ts";
+import { assertPortFree } from "../project/mod.ts";
 import { initCluster, type PostgresServer, startPostgres } from "./postgres_server.ts";
 
 /** Options for {@link prepareDatabase}. */

@@ -14,7 +14,7 @@ import {
   postgresBinaries,
   postgresCommand,
   traversableByOthers,
-} from "./postgres.ts";
+} from "./postgres_binaries.ts";
 
 /** Options for {@link startPostgres}. */
 export interface StartPostgresOptions {
