@@ -7,9 +7,7 @@ import { join } from "node:path";
 import { type Cron, startCron } from "./cron.ts";
 import { type DatabaseHandle, prepareDatabase } from "./database/mod.ts";
 import type { DevOptions } from "./dev_flags.ts";
-import { functionEnv } from "./function_env.ts";
-import { FunctionPool } from "./function_pool.ts";
-import { discoverFunctions } from "./function_registry.ts";
+import { discoverFunctions, functionEnv, FunctionPool, watchForChanges } from "./functions/mod.ts";
 import { createGateway } from "./gateway.ts";
 import {
   loadOrCreateLocalKeys,
@@ -21,7 +19,6 @@ import {
 } from "./project/mod.ts";
 import { LogHold } from "./log_hold.ts";
 import { type Front, serveWithFront } from "./tcp_front.ts";
-import { watchForChanges } from "./watcher.ts";
 
 /** A running stack. */
 export interface Stack {

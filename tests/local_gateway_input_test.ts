@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import fc from "npm:fast-check@4";
 import { parseDevFlags } from "../local/dev_flags.ts";
-import { FunctionPool } from "../local/function_pool.ts";
+import { FunctionPool } from "../local/functions/mod.ts";
 import { createGateway } from "../local/gateway.ts";
 import { startStack } from "../local/stack.ts";
 import { freePort, freshDatabase } from "./_harness/database.ts";

@@ -12,10 +12,9 @@ import {
   publicJwks,
   signUserToken,
 } from "../local/project/mod.ts";
-import { discoverFunctions } from "../local/function_registry.ts";
+import { affectedFunctions, discoverFunctions } from "../local/functions/mod.ts";
 import { didWork } from "../local/cron.ts";
 import { LogHold } from "../local/log_hold.ts";
-import { affectedFunctions } from "../local/watcher.ts";
 import { FIXTURE_WORKDIR } from "./local/helpers.ts";
 
 Deno.test("config.toml: functions, ports and defaults", () => {

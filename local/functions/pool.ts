@@ -3,8 +3,8 @@
  * crashed one on its next request, and hot-reloads by starting the new
  * process first and retiring the old one once its in-flight requests finish.
  */
-import type { FunctionSpec } from "./function_registry.ts";
-import { FunctionProcess, type SpawnOptions } from "./function_process.ts";
+import type { FunctionSpec } from "./registry.ts";
+import { FunctionProcess, type SpawnOptions } from "./process.ts";
 
 /** The outcome of asking for a function's process. */
 export type Acquired =

@@ -4,7 +4,7 @@
  * with `verify_jwt` (CLI default: true) and `entrypoint` from config.toml.
  */
 import { join, resolve } from "node:path";
-import type { ProjectConfig } from "./project/mod.ts";
+import type { ProjectConfig } from "../project/mod.ts";
 
 /** One servable function. */
 export interface FunctionSpec {

@@ -1,13 +1,13 @@
 /**
- * One function running in its own Deno process (local/function_host.ts) on a
+ * One function running in its own Deno process (local/functions/host.ts) on a
  * private loopback port. Tracks requests in flight so a hot reload can let
  * them finish on the old process while new ones go to the new process.
  */
 import { join } from "node:path";
-import type { FunctionSpec } from "./function_registry.ts";
-import { IMPORT_FAILED, READY_MARKER, STOPPING_MARKER } from "./function_host.ts";
+import type { FunctionSpec } from "./registry.ts";
+import { IMPORT_FAILED, READY_MARKER, STOPPING_MARKER } from "./host.ts";
 
-const HOST = join(import.meta.dirname!, "function_host.ts");
+const HOST = join(import.meta.dirname!, "host.ts");
 
 /** Lifecycle of a function process. */
 export type ProcessState = "starting" | "ready" | "failed" | "crashed" | "stopped";

@@ -5,7 +5,7 @@
  * developer's shell leaks in, so a function cannot come to depend on it.
  */
 import { join } from "node:path";
-import { type LocalKeys, publicJwks, readEnvFile } from "./project/mod.ts";
+import { type LocalKeys, publicJwks, readEnvFile } from "../project/mod.ts";
 
 /**
  * Host variables a function process needs to run at all: its cache (so npm
