@@ -8,7 +8,7 @@ import { type Cron, startCron } from "./cron.ts";
 import { type DatabaseHandle, prepareDatabase } from "./database/mod.ts";
 import type { DevOptions } from "./dev_flags.ts";
 import { discoverFunctions, functionEnv, FunctionPool, watchForChanges } from "./functions/mod.ts";
-import { createGateway } from "./gateway.ts";
+import { createGateway, type Front, serveWithFront } from "./gateway/mod.ts";
 import {
   loadOrCreateLocalKeys,
   loadProjectConfig,
@@ -18,7 +18,6 @@ import {
   publicJwks,
 } from "./project/mod.ts";
 import { LogHold } from "./log_hold.ts";
-import { type Front, serveWithFront } from "./tcp_front.ts";
 
 /** A running stack. */
 export interface Stack {

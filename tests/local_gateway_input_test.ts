@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import fc from "npm:fast-check@4";
 import { parseDevFlags } from "../local/dev_flags.ts";
 import { FunctionPool } from "../local/functions/mod.ts";
-import { createGateway } from "../local/gateway.ts";
+import { createGateway } from "../local/gateway/mod.ts";
 import { startStack } from "../local/stack.ts";
 import { freePort, freshDatabase } from "./_harness/database.ts";
 import { assertGatewayProblem, eventually, fixtureArgs, tempDir } from "./local/helpers.ts";

@@ -4,7 +4,7 @@
  * to deliver (400), no response within the timeout (504) and a process that
  * died or reset the connection (502).
  */
-import type { FunctionProcess } from "./functions/mod.ts";
+import type { FunctionProcess } from "../functions/mod.ts";
 import { gatewayProblem } from "./problem.ts";
 import type { ResponseStreaming } from "./tcp_front.ts";
 

@@ -5,7 +5,7 @@
  * signing key; everything else is a 404 problem.
  */
 import type { JWK } from "npm:jose@6";
-import type { FunctionPool } from "./functions/mod.ts";
+import type { FunctionPool } from "../functions/mod.ts";
 import { jwtGate } from "./jwt_gate.ts";
 import { gatewayProblem } from "./problem.ts";
 import { proxyToFunction } from "./proxy.ts";
