@@ -4,8 +4,7 @@
  * local auth keys, the queue-worker schedule and hot reload, in one process
  * tree that Ctrl-C or SIGTERM stops cleanly. See docs/local-stack.md.
  */
-import { banner } from "./banner.ts";
-import { DEV_USAGE, FlagError, parseDevFlags } from "./dev_flags.ts";
+import { banner, DEV_USAGE, FlagError, parseDevFlags } from "./cli/mod.ts";
 import { MigrationError } from "./database/mod.ts";
 import { ConfigError, EnvFileError, PortInUseError, signUserToken } from "./project/mod.ts";
 import { startStack } from "./stack.ts";

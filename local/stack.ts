@@ -6,7 +6,7 @@
 import { join } from "node:path";
 import { type Cron, startCron } from "./cron.ts";
 import { type DatabaseHandle, prepareDatabase } from "./database/mod.ts";
-import type { DevOptions } from "./dev_flags.ts";
+import { type DevOptions, LogHold } from "./cli/mod.ts";
 import { discoverFunctions, functionEnv, FunctionPool, watchForChanges } from "./functions/mod.ts";
 import { createGateway, type Front, serveWithFront } from "./gateway/mod.ts";
 import {
@@ -17,7 +17,6 @@ import {
   PROJECT_ROOT,
   publicJwks,
 } from "./project/mod.ts";
-import { LogHold } from "./log_hold.ts";
 
 /** A running stack. */
 export interface Stack {

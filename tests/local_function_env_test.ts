@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { parseDevFlags } from "../local/dev_flags.ts";
+import { parseDevFlags } from "../local/cli/mod.ts";
 import { PASSTHROUGH } from "../local/functions/mod.ts";
 import { PROJECT_ROOT } from "../local/project/mod.ts";
 import { startStack } from "../local/stack.ts";

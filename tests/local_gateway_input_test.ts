@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import fc from "npm:fast-check@4";
-import { parseDevFlags } from "../local/dev_flags.ts";
+import { parseDevFlags } from "../local/cli/mod.ts";
 import { FunctionPool } from "../local/functions/mod.ts";
 import { createGateway } from "../local/gateway/mod.ts";
 import { startStack } from "../local/stack.ts";

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { createLocalJWKSet, jwtVerify } from "npm:jose@6";
-import { parseDevFlags } from "../local/dev_flags.ts";
+import { parseDevFlags } from "../local/cli/mod.ts";
 import { createGateway } from "../local/gateway/mod.ts";
 import { signUserToken } from "../local/project/mod.ts";
 import { startStack } from "../local/stack.ts";

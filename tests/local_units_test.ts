@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from "npm:jose@6";
-import { parseDevFlags } from "../local/dev_flags.ts";
+import { LogHold, parseDevFlags } from "../local/cli/mod.ts";
 import {
   ConfigError,
   createLocalKeys,
@@ -14,7 +14,6 @@ import {
 } from "../local/project/mod.ts";
 import { affectedFunctions, discoverFunctions } from "../local/functions/mod.ts";
 import { didWork } from "../local/cron.ts";
-import { LogHold } from "../local/log_hold.ts";
 import { FIXTURE_WORKDIR } from "./local/helpers.ts";
 
 Deno.test("config.toml: functions, ports and defaults", () => {

@@ -4,7 +4,7 @@
  */
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { PROJECT_ROOT } from "./project/mod.ts";
+import { PROJECT_ROOT } from "../project/mod.ts";
 
 /** How often the local scheduler calls queue-worker, in seconds (the pg_cron schedule's interval). */
 export const QUEUE_WORKER_INTERVAL_SECONDS = 5;
