@@ -5,6 +5,7 @@
  * tree that Ctrl-C or SIGTERM stops cleanly. See docs/local-stack.md.
  */
 import { banner, DEV_USAGE, FlagError, parseDevFlags } from "./cli/mod.ts";
+import { errorMessage } from "./common/mod.ts";
 import { MigrationError } from "./database/mod.ts";
 import { ConfigError, EnvFileError, PortInUseError, signUserToken } from "./project/mod.ts";
 import { startStack } from "./stack.ts";
@@ -50,7 +51,7 @@ try {
   Deno.exit(await main());
 } catch (error) {
   if (EXPECTED.some((type) => error instanceof type)) {
-    console.error(`error: ${(error as Error).message}`);
+    console.error(`error: ${errorMessage(error)}`);
   } else {
     console.error("error: the local stack failed to start:", error);
   }

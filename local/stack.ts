@@ -4,6 +4,7 @@
  * is the command-line face of this; tests may start it in-process.
  */
 import { join } from "node:path";
+import { errorMessage, exists, waitAtMost } from "./common/mod.ts";
 import { type Cron, startCron } from "./cron.ts";
 import { type DatabaseHandle, prepareDatabase } from "./database/mod.ts";
 import { type DevOptions, LogHold } from "./cli/mod.ts";
@@ -41,10 +42,6 @@ export interface StackDeps {
 
 const seconds = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
 
-async function hasFile(path: string): Promise<boolean> {
-  return await Deno.stat(path).then(() => true, () => false);
-}
-
 function listen(
   port: number,
   headTimeoutMs: number,
@@ -71,8 +68,8 @@ export async function startStack(options: DevOptions, deps: StackDeps): Promise<
   const url = `http://127.0.0.1:${port}`;
   const dbUrl = options.dbUrl ?? `postgresql://postgres:postgres@127.0.0.1:${dbPort}/postgres`;
   const keys = await loadOrCreateLocalKeys(options.dataDir);
-  const hasOwnConfig = await hasFile(join(options.workdir, "deno.json")) ||
-    await hasFile(join(options.workdir, "deno.jsonc"));
+  const hasOwnConfig = await exists(join(options.workdir, "deno.json")) ||
+    await exists(join(options.workdir, "deno.jsonc"));
   const envOptions = {
     supabaseUrl: url,
     dbUrl,
@@ -103,11 +100,7 @@ export async function startStack(options: DevOptions, deps: StackDeps): Promise<
   );
   const cleanups: (() => Promise<void>)[] = [
     () => pool.close(),
-    async () => {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      await Promise.race([server.shutdown(), new Promise((r) => timer = setTimeout(r, 1000))]);
-      clearTimeout(timer);
-    },
+    () => waitAtMost(server.shutdown(), 1000),
   ];
   const stopAll = async () => {
     for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => {});
@@ -163,7 +156,7 @@ export async function startStack(options: DevOptions, deps: StackDeps): Promise<
     cleanups.push(() => Deno.remove(stateFile).catch(() => {}));
 
     if (options.watch) {
-      cleanups.push(startWatcher(options, pool, log, () => functionEnv(envOptions)));
+      cleanups.push(await startWatcher(options, pool, log, () => functionEnv(envOptions)));
     }
     let cron: Cron | null = null;
     if (options.cron) {
@@ -188,24 +181,18 @@ export async function startStack(options: DevOptions, deps: StackDeps): Promise<
   }
 }
 
-function startWatcher(
+async function startWatcher(
   options: DevOptions,
   pool: FunctionPool,
   log: (line: string) => void,
   readEnv: () => Promise<Record<string, string>>,
-): () => Promise<void> {
+): Promise<() => Promise<void>> {
   const functionsDir = join(options.workdir, "supabase", "functions");
   const configFile = join(options.workdir, "supabase", "config.toml");
   let chain = Promise.resolve();
   let watcher: { close(): Promise<void> };
-  const paths = [functionsDir, configFile].filter((p) => {
-    try {
-      Deno.statSync(p);
-      return true;
-    } catch {
-      return false;
-    }
-  });
+  const paths: string[] = [];
+  for (const path of [functionsDir, configFile]) if (await exists(path)) paths.push(path);
   try {
     if (paths.length === 0) throw new Error("no supabase/functions folder");
     watcher = watchForChanges(functionsDir, paths, (affected) => {
@@ -222,12 +209,12 @@ function startWatcher(
           const what = reload === "all" ? "all functions" : [...reload].join(", ");
           log(`reloaded ${what} (${seconds(performance.now() - started)})`);
         } catch (error) {
-          log(`reload failed: ${(error as Error).message}`);
+          log(`reload failed: ${errorMessage(error)}`);
         }
       });
     });
   } catch (error) {
-    log(`hot reload off: ${(error as Error).message}`);
+    log(`hot reload off: ${errorMessage(error)}`);
     return async () => {};
   }
   return async () => {

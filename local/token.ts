@@ -5,6 +5,7 @@
  */
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { errorMessage } from "./common/mod.ts";
 import {
   loadOrCreateLocalKeys,
   loadProjectConfig,
@@ -55,6 +56,6 @@ async function main(): Promise<void> {
 try {
   await main();
 } catch (error) {
-  console.error(`error: ${(error as Error).message}`);
+  console.error(`error: ${errorMessage(error)}`);
   Deno.exit(1);
 }

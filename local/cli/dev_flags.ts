@@ -4,6 +4,7 @@
  */
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { errorMessage } from "../common/mod.ts";
 import { PROJECT_ROOT } from "../project/mod.ts";
 
 /** How often the local scheduler calls queue-worker, in seconds (the pg_cron schedule's interval). */
@@ -95,7 +96,7 @@ export function parseDevFlags(
       },
     }));
   } catch (error) {
-    throw new FlagError((error as Error).message);
+    throw new FlagError(errorMessage(error));
   }
   const workdir = resolve(values.workdir ?? PROJECT_ROOT);
   return {

@@ -7,6 +7,7 @@
 import { join } from "node:path";
 import postgres from "npm:postgres@3";
 import { applyBootstrap, applyMigrations, applySeed, type Migration } from "./migrate.ts";
+import { errorMessage, isDirectory, sleep } from "../common/mod.ts";
 import { assertPortFree } from "../project/mod.ts";
 import { initCluster, type PostgresServer, startPostgres } from "./postgres_server.ts";
 
@@ -69,7 +70,7 @@ async function superviseEmbedded(options: DatabaseOptions) {
     server = null;
     options.log(`[postgres] exited unexpectedly (code ${status.code}); restarting`);
     for (let attempt = 0; !stopping; attempt++) {
-      await new Promise((r) => setTimeout(r, options.restartDelayMs + Math.min(attempt, 10) * 200));
+      await sleep(options.restartDelayMs + Math.min(attempt, 10) * 200);
       if (stopping) return;
       try {
         const next = await start();
@@ -80,7 +81,7 @@ async function superviseEmbedded(options: DatabaseOptions) {
         watch(next);
         return;
       } catch (error) {
-        options.log(`[postgres] restart failed: ${(error as Error).message}; retrying`);
+        options.log(`[postgres] restart failed: ${errorMessage(error)}; retrying`);
       }
     }
   };
@@ -112,7 +113,7 @@ export async function prepareDatabase(options: DatabaseOptions): Promise<Databas
     // that stopped at a broken migration still gets its seed once that is fixed.
     const fresh = n === 0;
     const dir = join(options.workdir, "supabase", "migrations");
-    const hasMigrations = await Deno.stat(dir).then((s) => s.isDirectory, () => false);
+    const hasMigrations = await isDirectory(dir);
     const { applied } = !hasMigrations ? { applied: [] } : await applyMigrations(sql, {
       dir,
       onApplied: (m, ms) =>

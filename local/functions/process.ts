@@ -4,6 +4,7 @@
  * them finish on the old process while new ones go to the new process.
  */
 import { join } from "node:path";
+import { waitAtMost } from "../common/mod.ts";
 import type { FunctionSpec } from "./registry.ts";
 import { IMPORT_FAILED, READY_MARKER, STOPPING_MARKER } from "./host.ts";
 
@@ -152,12 +153,7 @@ export class FunctionProcess {
 
   /** Lets in-flight requests finish (at most `maxWaitMs`), then stops. */
   async retire(maxWaitMs: number): Promise<void> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([
-      this.idle(),
-      new Promise<void>((r) => timer = setTimeout(r, maxWaitMs)),
-    ]);
-    clearTimeout(timer);
+    await waitAtMost(this.idle(), maxWaitMs);
     await this.stop();
   }
 }

@@ -4,6 +4,7 @@
  * with `verify_jwt` (CLI default: true) and `entrypoint` from config.toml.
  */
 import { join, resolve } from "node:path";
+import { isFile } from "../common/mod.ts";
 import type { ProjectConfig } from "../project/mod.ts";
 
 /** One servable function. */
@@ -12,14 +13,6 @@ export interface FunctionSpec {
   /** Absolute path of the module to load. */
   entrypoint: string;
   verifyJwt: boolean;
-}
-
-async function isFile(path: string): Promise<boolean> {
-  try {
-    return (await Deno.stat(path)).isFile;
-  } catch {
-    return false;
-  }
 }
 
 /** Lists the functions under `<workdir>/supabase/functions`, sorted by name. */

@@ -4,6 +4,7 @@
  * to deliver (400), no response within the timeout (504) and a process that
  * died or reset the connection (502).
  */
+import { errorMessage, waitAtMost } from "../common/mod.ts";
 import type { FunctionProcess } from "../functions/mod.ts";
 import { gatewayProblem } from "./problem.ts";
 import type { ResponseStreaming } from "./tcp_front.ts";
@@ -142,7 +143,7 @@ export async function proxyToFunction(
         status: 400,
         code: "malformed_request_body",
         detail: `the request body could not be read (${
-          (client.bodyError as Error)?.message ?? client.bodyError
+          errorMessage(client.bodyError)
         }): malformed chunked encoding, or the client stopped sending mid-body`,
       }, options.requestId);
     }
@@ -155,9 +156,7 @@ export async function proxyToFunction(
       }, options.requestId);
     }
     // Give the exit notification a moment so the log says "crashed" first.
-    let wait: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([process.exited, new Promise((r) => wait = setTimeout(r, 250))]);
-    clearTimeout(wait);
+    await waitAtMost(process.exited, 250);
     const crashed = process.state === "crashed";
     return gatewayProblem({
       status: 502,
