@@ -11,4 +11,4 @@ export {
   MigrationError,
 } from "./migrate.ts";
 export { type PostgresServer, startPostgres } from "./postgres_server.ts";
-export { type DatabaseHandle, type DatabaseOptions, prepareDatabase } from "./prepare.ts";
+export { type DatabaseHandle, prepareDatabase, type PrepareDatabaseOptions } from "./prepare.ts";

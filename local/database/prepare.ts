@@ -11,8 +11,11 @@ import { errorMessage, isDirectory, sleep } from "../common/mod.ts";
 import { assertPortFree } from "../project/mod.ts";
 import { initCluster, type PostgresServer, startPostgres } from "./postgres_server.ts";
 
-/** Options for {@link prepareDatabase}. */
-export interface DatabaseOptions {
+/**
+ * Options for {@link prepareDatabase}: which database and where its files go.
+ * (Not _shared/db.ts's `DatabaseOptions`, a function's connection pool settings.)
+ */
+export interface PrepareDatabaseOptions {
   /** External database; null = embedded. */
   dbUrl: string | null;
   dataDir: string;
@@ -38,7 +41,7 @@ export interface DatabaseHandle {
 }
 
 /** Starts the embedded cluster and restarts it whenever it dies until `stop()`. */
-async function superviseEmbedded(options: DatabaseOptions) {
+async function superviseEmbedded(options: PrepareDatabaseOptions) {
   const dataDir = join(options.dataDir, "postgres");
   await Deno.mkdir(options.dataDir, { recursive: true, mode: 0o755 });
   await Deno.chmod(options.dataDir, 0o755); // Postgres may run as another OS user.
@@ -97,7 +100,7 @@ async function isHostedSupabase(sql: postgres.Sql): Promise<boolean> {
 }
 
 /** Runs the whole database step. Throws MigrationError naming the failing file. */
-export async function prepareDatabase(options: DatabaseOptions): Promise<DatabaseHandle> {
+export async function prepareDatabase(options: PrepareDatabaseOptions): Promise<DatabaseHandle> {
   let embedded: Awaited<ReturnType<typeof superviseEmbedded>> | null = null;
   if (!options.dbUrl) {
     assertPortFree(options.port, "embedded Postgres", "--db-port");

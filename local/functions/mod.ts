@@ -7,5 +7,5 @@
 export { functionEnv, type FunctionEnvOptions, PASSTHROUGH } from "./env.ts";
 export { type Acquired, FunctionPool } from "./pool.ts";
 export { FunctionProcess, type ProcessState, type SpawnOptions } from "./process.ts";
-export { discoverFunctions, type FunctionSpec } from "./registry.ts";
+export { discoverFunctions, type ServedFunction } from "./registry.ts";
 export { type Affected, affectedFunctions, watchForChanges } from "./watcher.ts";

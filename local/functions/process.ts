@@ -5,7 +5,7 @@
  */
 import { join } from "node:path";
 import { waitAtMost } from "../common/mod.ts";
-import type { FunctionSpec } from "./registry.ts";
+import type { ServedFunction } from "./registry.ts";
 import { IMPORT_FAILED, READY_MARKER, STOPPING_MARKER } from "./host.ts";
 
 const HOST = join(import.meta.dirname!, "host.ts");
@@ -41,7 +41,7 @@ export class FunctionProcess {
   readonly #tail: string[] = [];
   #idle: (() => void)[] = [];
 
-  constructor(readonly spec: FunctionSpec, options: SpawnOptions) {
+  constructor(readonly spec: ServedFunction, options: SpawnOptions) {
     const args = ["run", "-A", "--quiet"];
     if (options.configFile) args.push("--config", options.configFile);
     args.push(HOST, spec.name, spec.entrypoint);
