@@ -11,7 +11,7 @@ import { PROJECT_ROOT } from "../project/mod.ts";
 export const QUEUE_WORKER_INTERVAL_SECONDS = 5;
 
 /** Default limit for a request head, in seconds: long enough for any real client, short enough that slow clients cannot pile up. */
-export const HEAD_TIMEOUT_SECONDS = 15;
+const HEAD_TIMEOUT_SECONDS = 15;
 
 /** Parsed `deno task dev` options. */
 export interface DevOptions {

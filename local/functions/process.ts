@@ -23,7 +23,7 @@ export interface SpawnOptions {
 }
 
 /** The process exited before it listened (module threw at import, bad entrypoint). */
-export class FunctionStartError extends Error {
+class FunctionStartError extends Error {
   constructor(readonly functionName: string, readonly output: string) {
     super(`function "${functionName}" failed to start`);
     this.name = "FunctionStartError";

@@ -26,7 +26,7 @@ export interface GatewayDeps {
 const FUNCTIONS_PREFIX = "/functions/v1/";
 
 /** The path decoded, or null when a `%` escape is malformed or not UTF-8 (a client error). */
-export function decodePath(path: string): string | null {
+function decodePath(path: string): string | null {
   try {
     return decodeURIComponent(path);
   } catch {

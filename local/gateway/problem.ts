@@ -17,7 +17,7 @@ export interface GatewayProblem {
 }
 
 /** Headers every gateway answer carries, so browsers can read its errors too. */
-export const GATEWAY_CORS_HEADERS: Readonly<Record<string, string>> = {
+const GATEWAY_CORS_HEADERS: Readonly<Record<string, string>> = {
   "access-control-allow-origin": "*",
   "access-control-expose-headers": "X-Request-Id, Retry-After",
 };

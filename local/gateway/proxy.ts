@@ -21,7 +21,7 @@ const HOP_BY_HOP = [
 ];
 
 /** Wraps a body so `onDone` runs once it has been fully read, failed or been cancelled. */
-export function trackBody(
+function trackBody(
   body: ReadableStream<Uint8Array>,
   onDone: () => void,
 ): ReadableStream<Uint8Array> {
