@@ -31,7 +31,7 @@ import {
 } from "./lib/stats.ts";
 import { wrk } from "./lib/wrk.ts";
 import { join } from "node:path";
-import { PROJECT_ROOT } from "../local/postgres.ts";
+import { PROJECT_ROOT } from "../local/project/mod.ts";
 import { freePort } from "../tests/_harness/database.ts";
 import { makeProject, signToken } from "../tests/_harness/keys.ts";
 import { requireTools, WRK } from "./required_tools.ts";

@@ -26,8 +26,7 @@
  */
 import { join } from "node:path";
 import postgres from "npm:postgres@3";
-import { applyBootstrap, applyMigrations } from "../local/migrate.ts";
-import { startPostgres } from "../local/postgres_server.ts";
+import { applyBootstrap, applyMigrations, startPostgres } from "../local/database/mod.ts";
 import { freePort, withDatabase } from "../tests/_harness/database.ts";
 import { flag, num, nums, words } from "./lib/args.ts";
 import { NPM, requireRealNode, requireTools } from "./required_tools.ts";

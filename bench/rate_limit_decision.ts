@@ -4,7 +4,7 @@
  */
 import { join } from "node:path";
 import postgres from "npm:postgres@3";
-import { startPostgres } from "../local/postgres_server.ts";
+import { startPostgres } from "../local/database/mod.ts";
 import { buildTemplate, freePort, withDatabase } from "../tests/_harness/database.ts";
 import { rateLimit } from "../supabase/functions/_shared/rate_limit.ts";
 

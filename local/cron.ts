@@ -4,6 +4,7 @@
  * that did work or failed is logged at info with its summary; an idle run,
  * and every line it caused, only at debug, so an idle stack stays quiet.
  */
+import { sleep } from "./common/mod.ts";
 
 /** Options for {@link startCron}. */
 export interface CronOptions {
@@ -49,17 +50,9 @@ export function startCron(options: CronOptions): Cron {
   const debug = options.debug ?? (() => {});
   const stop = new AbortController();
   let runs = 0;
-  const sleep = () =>
-    new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, options.intervalMs);
-      stop.signal.addEventListener("abort", () => {
-        clearTimeout(timer);
-        resolve();
-      }, { once: true });
-    });
   const loop = (async () => {
     while (!stop.signal.aborted) {
-      await sleep();
+      await sleep(options.intervalMs, stop.signal);
       if (stop.signal.aborted || !options.enabled()) continue;
       const started = performance.now();
       const requestId = `cron-${crypto.randomUUID()}`;

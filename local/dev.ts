@@ -4,14 +4,11 @@
  * local auth keys, the queue-worker schedule and hot reload, in one process
  * tree that Ctrl-C or SIGTERM stops cleanly. See docs/local-stack.md.
  */
-import { banner } from "./banner.ts";
-import { DEV_USAGE, FlagError, parseDevFlags } from "./dev_flags.ts";
-import { signUserToken } from "./local_keys.ts";
-import { MigrationError } from "./migrate.ts";
-import { PortInUseError } from "./port_check.ts";
-import { ConfigError } from "./project_config.ts";
+import { banner, DEV_USAGE, FlagError, parseDevFlags } from "./cli/mod.ts";
+import { errorMessage } from "./common/mod.ts";
+import { MigrationError } from "./database/mod.ts";
+import { ConfigError, EnvFileError, PortInUseError, signUserToken } from "./project/mod.ts";
 import { startStack } from "./stack.ts";
-import { EnvFileError } from "./env_file.ts";
 
 const time = () => new Date().toISOString().slice(11, 23);
 const log = (line: string) => console.log(`${time()} ${line}`);
@@ -54,7 +51,7 @@ try {
   Deno.exit(await main());
 } catch (error) {
   if (EXPECTED.some((type) => error instanceof type)) {
-    console.error(`error: ${(error as Error).message}`);
+    console.error(`error: ${errorMessage(error)}`);
   } else {
     console.error("error: the local stack failed to start:", error);
   }

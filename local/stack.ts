@@ -4,20 +4,27 @@
  * is the command-line face of this; tests may start it in-process.
  */
 import { join } from "node:path";
-import { type Cron, startCron } from "./cron.ts";
-import { type DatabaseHandle, prepareDatabase } from "./database.ts";
-import type { DevOptions } from "./dev_flags.ts";
-import { functionEnv } from "./function_env.ts";
-import { FunctionPool } from "./function_pool.ts";
-import { discoverFunctions } from "./function_registry.ts";
-import { createGateway } from "./gateway.ts";
-import { loadOrCreateLocalKeys, type LocalKeys, publicJwks } from "./local_keys.ts";
-import { LogHold } from "./log_hold.ts";
-import { PortInUseError } from "./port_check.ts";
-import { PROJECT_ROOT } from "./postgres.ts";
-import { loadProjectConfig } from "./project_config.ts";
-import { type Front, serveWithFront } from "./tcp_front.ts";
-import { watchForChanges } from "./watcher.ts";
+import { errorMessage, exists, waitAtMost } from "./common/mod.ts";
+import { startCron } from "./cron.ts";
+import { type DatabaseHandle, prepareDatabase } from "./database/mod.ts";
+import { type DevOptions, LogHold } from "./cli/mod.ts";
+import {
+  discoverFunctions,
+  functionEnv,
+  type FunctionEnvOptions,
+  FunctionPool,
+  watchForChanges,
+} from "./functions/mod.ts";
+import { createGateway, type Front, serveWithFront } from "./gateway/mod.ts";
+import {
+  loadOrCreateLocalKeys,
+  loadProjectConfig,
+  type LocalKeys,
+  PortInUseError,
+  PROJECT_ROOT,
+  type ProjectConfig,
+  publicJwks,
+} from "./project/mod.ts";
 
 /** A running stack. */
 export interface Stack {
@@ -42,10 +49,6 @@ export interface StackDeps {
 
 const seconds = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
 
-async function hasFile(path: string): Promise<boolean> {
-  return await Deno.stat(path).then(() => true, () => false);
-}
-
 function listen(
   port: number,
   headTimeoutMs: number,
@@ -65,16 +68,10 @@ export async function startStack(options: DevOptions, deps: StackDeps): Promise<
   const { log } = deps;
   // Lines of requests the stack makes itself (cron) wait here until their outcome is known.
   const hold = new LogHold({ info: log, debug: deps.debug ?? (() => {}) });
-  const routedLog = (line: string) => hold.log(line);
   const config = await loadProjectConfig(options.workdir);
-  const port = options.port ?? config.apiPort ?? 54321;
-  const dbPort = options.dbPort ?? config.dbPort ?? 54322;
-  const url = `http://127.0.0.1:${port}`;
-  const dbUrl = options.dbUrl ?? `postgresql://postgres:postgres@127.0.0.1:${dbPort}/postgres`;
+  const { port, dbPort, url, dbUrl } = addresses(options, config);
   const keys = await loadOrCreateLocalKeys(options.dataDir);
-  const hasOwnConfig = await hasFile(join(options.workdir, "deno.json")) ||
-    await hasFile(join(options.workdir, "deno.jsonc"));
-  const envOptions = {
+  const envOptions: FunctionEnvOptions = {
     supabaseUrl: url,
     dbUrl,
     keys,
@@ -83,12 +80,7 @@ export async function startStack(options: DevOptions, deps: StackDeps): Promise<
     hostEnv: deps.hostEnv,
     log,
   };
-  const pool = new FunctionPool({
-    env: await functionEnv(envOptions),
-    cwd: options.workdir,
-    configFile: hasOwnConfig ? null : join(PROJECT_ROOT, "deno.json"),
-    log: routedLog,
-  });
+  const pool = await createPool(options.workdir, envOptions, (line) => hold.log(line));
   let ready = false;
   const server = listen(
     port,
@@ -102,83 +94,22 @@ export async function startStack(options: DevOptions, deps: StackDeps): Promise<
       isReady: () => ready,
     }),
   );
-  const cleanups: (() => Promise<void>)[] = [
-    () => pool.close(),
-    async () => {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      await Promise.race([server.shutdown(), new Promise((r) => timer = setTimeout(r, 1000))]);
-      clearTimeout(timer);
-    },
-  ];
+  // Run in reverse order by stopAll: the database (unshifted) goes last.
+  const cleanups: Cleanup[] = [() => pool.close(), () => waitAtMost(server.shutdown(), 1000)];
   const stopAll = async () => {
     for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => {});
   };
   try {
-    const functionsTask = (async () => {
-      const started = performance.now();
-      const specs = await discoverFunctions(options.workdir, config);
-      await pool.sync(specs);
-      const failed = specs.filter((s) => pool.current(s.name)?.state === "failed");
-      const names = specs.map((s) => s.name).join(", ") || "none";
-      log(
-        `functions: ${names} started (${seconds(performance.now() - started)})` +
-          (failed.length ? `; FAILED: ${failed.map((s) => s.name).join(", ")}` : ""),
-      );
-    })();
-    functionsTask.catch(() => {});
-    const dbStarted = performance.now();
-    log(
-      options.dbUrl
-        ? "database: using SUPABASE_DB_URL"
-        : `database: embedded Postgres on 127.0.0.1:${dbPort}`,
-    );
-    const database = await prepareDatabase({
-      dbUrl: options.dbUrl,
-      dataDir: options.dataDir,
-      port: dbPort,
-      workdir: options.workdir,
-      restartDelayMs: options.dbRestartDelayMs,
-      log,
-    });
+    // Functions and database start side by side.
+    const functionsTask = startFunctions(options.workdir, config, pool, log);
+    const database = await startDatabase(options, dbPort, log);
     cleanups.unshift(() => database.stop());
-    log(
-      `migrations: ${database.applied.length} applied` +
-        (database.seeded ? ", seed.sql loaded" : "") +
-        ` (database ready in ${seconds(performance.now() - dbStarted)})`,
-    );
     await functionsTask;
-
-    const stateFile = join(options.dataDir, "dev.json");
-    const writeState = () =>
-      Deno.writeTextFile(
-        stateFile,
-        JSON.stringify({
-          pid: Deno.pid,
-          url,
-          dbUrl,
-          postgresPid: database.pid(),
-        }),
-      );
-    await writeState();
-    database.onRestart = () => void writeState().catch(() => {});
-    cleanups.push(() => Deno.remove(stateFile).catch(() => {}));
-
+    cleanups.push(await writeStateFile(options.dataDir, { url, dbUrl, database }));
     if (options.watch) {
-      cleanups.push(startWatcher(options, pool, log, () => functionEnv(envOptions)));
+      cleanups.push(await startWatcher(options, pool, log, () => functionEnv(envOptions)));
     }
-    let cron: Cron | null = null;
-    if (options.cron) {
-      cron = startCron({
-        url: `${url}/functions/v1/queue-worker`,
-        apiKey: keys.secretKeys.cron!,
-        intervalMs: options.cronIntervalSeconds * 1000,
-        enabled: () => pool.spec("queue-worker") !== undefined,
-        log,
-        debug: deps.debug,
-        hold: (requestId) => hold.hold(requestId),
-      });
-      cleanups.push(() => cron!.stop());
-    }
+    if (options.cron) cleanups.push(startScheduler(url, keys, pool, options, deps, hold));
     ready = true;
     const readyMs = performance.now() - t0;
     log(`ready in ${seconds(readyMs)}`);
@@ -189,24 +120,143 @@ export async function startStack(options: DevOptions, deps: StackDeps): Promise<
   }
 }
 
-function startWatcher(
+/** Something started that must be stopped with the stack. */
+type Cleanup = () => Promise<void>;
+
+/** The gateway's and the database's ports and URLs: flags, then config.toml, then the CLI's defaults. */
+function addresses(options: DevOptions, config: ProjectConfig) {
+  const port = options.port ?? config.apiPort ?? 54321;
+  const dbPort = options.dbPort ?? config.dbPort ?? 54322;
+  const url = `http://127.0.0.1:${port}`;
+  const dbUrl = options.dbUrl ?? `postgresql://postgres:postgres@127.0.0.1:${dbPort}/postgres`;
+  return { port, dbPort, url, dbUrl };
+}
+
+/** The pool, with the project's deno.json for the functions unless the workdir has its own. */
+async function createPool(
+  workdir: string,
+  envOptions: FunctionEnvOptions,
+  log: (line: string) => void,
+): Promise<FunctionPool> {
+  const hasOwnConfig = await exists(join(workdir, "deno.json")) ||
+    await exists(join(workdir, "deno.jsonc"));
+  return new FunctionPool({
+    env: await functionEnv(envOptions),
+    cwd: workdir,
+    configFile: hasOwnConfig ? null : join(PROJECT_ROOT, "deno.json"),
+    log,
+  });
+}
+
+/** Starts every function; the returned task logs which ones started (and which failed). */
+function startFunctions(
+  workdir: string,
+  config: ProjectConfig,
+  pool: FunctionPool,
+  log: (line: string) => void,
+): Promise<void> {
+  const task = (async () => {
+    const started = performance.now();
+    const specs = await discoverFunctions(workdir, config);
+    await pool.sync(specs);
+    const failed = specs.filter((s) => pool.current(s.name)?.state === "failed");
+    const names = specs.map((s) => s.name).join(", ") || "none";
+    log(
+      `functions: ${names} started (${seconds(performance.now() - started)})` +
+        (failed.length ? `; FAILED: ${failed.map((s) => s.name).join(", ")}` : ""),
+    );
+  })();
+  // Awaited later; a database failure first must not leave it unhandled.
+  task.catch(() => {});
+  return task;
+}
+
+/** The database step, with its start and migration lines. */
+async function startDatabase(
+  options: DevOptions,
+  dbPort: number,
+  log: (line: string) => void,
+): Promise<DatabaseHandle> {
+  const dbStarted = performance.now();
+  log(
+    options.dbUrl
+      ? "database: using SUPABASE_DB_URL"
+      : `database: embedded Postgres on 127.0.0.1:${dbPort}`,
+  );
+  const database = await prepareDatabase({
+    dbUrl: options.dbUrl,
+    dataDir: options.dataDir,
+    port: dbPort,
+    workdir: options.workdir,
+    restartDelayMs: options.dbRestartDelayMs,
+    log,
+  });
+  log(
+    `migrations: ${database.applied.length} applied` +
+      (database.seeded ? ", seed.sql loaded" : "") +
+      ` (database ready in ${seconds(performance.now() - dbStarted)})`,
+  );
+  return database;
+}
+
+/**
+ * Writes `<data dir>/dev.json` (pid, URLs, the Postgres pid; `deno task token`
+ * and the tests read it), again whenever Postgres restarts. The cleanup removes it.
+ */
+async function writeStateFile(
+  dataDir: string,
+  stack: { url: string; dbUrl: string; database: DatabaseHandle },
+): Promise<Cleanup> {
+  const stateFile = join(dataDir, "dev.json");
+  const { url, dbUrl, database } = stack;
+  const writeState = () =>
+    Deno.writeTextFile(
+      stateFile,
+      JSON.stringify({
+        pid: Deno.pid,
+        url,
+        dbUrl,
+        postgresPid: database.pid(),
+      }),
+    );
+  await writeState();
+  database.onRestart = () => void writeState().catch(() => {});
+  return () => Deno.remove(stateFile).catch(() => {});
+}
+
+/** The local cron: calls queue-worker on its schedule while it is served. */
+function startScheduler(
+  url: string,
+  keys: LocalKeys,
+  pool: FunctionPool,
+  options: DevOptions,
+  deps: StackDeps,
+  hold: LogHold,
+): Cleanup {
+  const cron = startCron({
+    url: `${url}/functions/v1/queue-worker`,
+    apiKey: keys.secretKeys.cron!,
+    intervalMs: options.cronIntervalSeconds * 1000,
+    enabled: () => pool.spec("queue-worker") !== undefined,
+    log: deps.log,
+    debug: deps.debug,
+    hold: (requestId) => hold.hold(requestId),
+  });
+  return () => cron.stop();
+}
+
+async function startWatcher(
   options: DevOptions,
   pool: FunctionPool,
   log: (line: string) => void,
   readEnv: () => Promise<Record<string, string>>,
-): () => Promise<void> {
+): Promise<Cleanup> {
   const functionsDir = join(options.workdir, "supabase", "functions");
   const configFile = join(options.workdir, "supabase", "config.toml");
   let chain = Promise.resolve();
   let watcher: { close(): Promise<void> };
-  const paths = [functionsDir, configFile].filter((p) => {
-    try {
-      Deno.statSync(p);
-      return true;
-    } catch {
-      return false;
-    }
-  });
+  const paths: string[] = [];
+  for (const path of [functionsDir, configFile]) if (await exists(path)) paths.push(path);
   try {
     if (paths.length === 0) throw new Error("no supabase/functions folder");
     watcher = watchForChanges(functionsDir, paths, (affected) => {
@@ -223,12 +273,12 @@ function startWatcher(
           const what = reload === "all" ? "all functions" : [...reload].join(", ");
           log(`reloaded ${what} (${seconds(performance.now() - started)})`);
         } catch (error) {
-          log(`reload failed: ${(error as Error).message}`);
+          log(`reload failed: ${errorMessage(error)}`);
         }
       });
     });
   } catch (error) {
-    log(`hot reload off: ${(error as Error).message}`);
+    log(`hot reload off: ${errorMessage(error)}`);
     return async () => {};
   }
   return async () => {

@@ -5,9 +5,13 @@
  */
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { loadOrCreateLocalKeys, signUserToken } from "./local_keys.ts";
-import { PROJECT_ROOT } from "./postgres.ts";
-import { loadProjectConfig } from "./project_config.ts";
+import { errorMessage } from "./common/mod.ts";
+import {
+  loadOrCreateLocalKeys,
+  loadProjectConfig,
+  PROJECT_ROOT,
+  signUserToken,
+} from "./project/mod.ts";
 
 /** The issuer base URL: the running stack's, else config.toml's API port. */
 async function supabaseUrl(dataDir: string, workdir: string, port?: string): Promise<string> {
@@ -52,6 +56,6 @@ async function main(): Promise<void> {
 try {
   await main();
 } catch (error) {
-  console.error(`error: ${(error as Error).message}`);
+  console.error(`error: ${errorMessage(error)}`);
   Deno.exit(1);
 }

@@ -15,8 +15,8 @@
  */
 import { join } from "node:path";
 import postgres from "npm:postgres@3";
-import { PROJECT_ROOT } from "../local/postgres.ts";
-import { startPostgres } from "../local/postgres_server.ts";
+import { PROJECT_ROOT } from "../local/project/mod.ts";
+import { startPostgres } from "../local/database/mod.ts";
 import { buildTemplate, freePort, withDatabase } from "../tests/_harness/database.ts";
 import { countJUnit } from "./junit.ts";
 import { runStaticChecks } from "./static_checks.ts";

@@ -3,9 +3,14 @@
  * exactly the same ones: deno fmt --check, deno lint, deno check of the project,
  * and each function entrypoint type-checked on its own (as
  * `supabase functions deploy` sees it: no project config, no import map).
+ * The functions are the ones the local stack serves and the CLI deploys
+ * (local/functions/registry.ts): config.toml `entrypoint`s honoured,
+ * `enabled = false` ones skipped, as `supabase functions deploy` skips them;
+ * their code is still type-checked by the project-wide check.
  */
-import { join } from "node:path";
-import { functionEntrypoints } from "./functions.ts";
+import { isDirectory } from "../local/common/mod.ts";
+import { discoverFunctions } from "../local/functions/mod.ts";
+import { loadProjectConfig } from "../local/project/mod.ts";
 
 /** One check: a name for the report and the `deno` arguments that run it. */
 export interface StaticCheck {
@@ -27,10 +32,11 @@ export async function staticChecks(root: string): Promise<StaticCheck[]> {
     { name: "deno lint", args: ["lint"] },
     { name: "deno check (project)", args: ["check", "--quiet", "."] },
   ];
-  for (const entry of await functionEntrypoints(join(root, "supabase", "functions"))) {
+  if (!(await isDirectory(root))) throw new Error(`no project folder at ${root}`);
+  for (const fn of await discoverFunctions(root, await loadProjectConfig(root))) {
     checks.push({
-      name: `deno check ${entry.name} standalone`,
-      args: ["check", "--quiet", "--no-config", "--no-lock", entry.path],
+      name: `deno check ${fn.name} standalone`,
+      args: ["check", "--quiet", "--no-config", "--no-lock", fn.entrypoint],
     });
   }
   return checks;

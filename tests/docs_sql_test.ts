@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { PROJECT_ROOT } from "../local/postgres.ts";
+import { PROJECT_ROOT } from "../local/project/mod.ts";
 import { freshDatabase } from "./_harness/database.ts";
 
 const DOCS = ["README.md", "docs/queue.md"];

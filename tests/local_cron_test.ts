@@ -13,8 +13,8 @@ import { join } from "node:path";
 import { freePort, freshDatabase } from "./_harness/database.ts";
 import { alive, descendants, killTree, spawnDev } from "./local/dev_process.ts";
 import { eventually, fixtureArgs, jsonSink, portIsFree, tempDir } from "./local/helpers.ts";
-import { parseDevFlags, QUEUE_WORKER_INTERVAL_SECONDS } from "../local/dev_flags.ts";
-import { PROJECT_ROOT } from "../local/postgres.ts";
+import { parseDevFlags, QUEUE_WORKER_INTERVAL_SECONDS } from "../local/cli/mod.ts";
+import { PROJECT_ROOT } from "../local/project/mod.ts";
 import { startStack } from "../local/stack.ts";
 
 Deno.test("cron: queue-worker is called with the cron key on the interval", async () => {

@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { PROJECT_ROOT } from "../local/postgres.ts";
+import { PROJECT_ROOT } from "../local/project/mod.ts";
 import { freePort } from "./_harness/database.ts";
 import { alive, descendants, type DevProcess, killTree, spawnDev } from "./local/dev_process.ts";
 import { eventually, portIsFree, tempDir } from "./local/helpers.ts";

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import postgres from "npm:postgres@3";
-import { prepareDatabase } from "../local/database.ts";
+import { prepareDatabase } from "../local/database/mod.ts";
 import { freePort, freshDatabase, withDatabase } from "./_harness/database.ts";
 import { fixtureArgs, runScript, tempDir } from "./local/helpers.ts";
 

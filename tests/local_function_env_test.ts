@@ -6,9 +6,9 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { parseDevFlags } from "../local/dev_flags.ts";
-import { PASSTHROUGH } from "../local/function_env.ts";
-import { PROJECT_ROOT } from "../local/postgres.ts";
+import { parseDevFlags } from "../local/cli/mod.ts";
+import { PASSTHROUGH } from "../local/functions/mod.ts";
+import { PROJECT_ROOT } from "../local/project/mod.ts";
 import { startStack } from "../local/stack.ts";
 import { freePort, freshDatabase } from "./_harness/database.ts";
 import { eventually, fixtureArgs, tempDir } from "./local/helpers.ts";

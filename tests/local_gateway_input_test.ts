@@ -6,9 +6,9 @@
  */
 import assert from "node:assert/strict";
 import fc from "npm:fast-check@4";
-import { parseDevFlags } from "../local/dev_flags.ts";
-import { FunctionPool } from "../local/function_pool.ts";
-import { createGateway } from "../local/gateway.ts";
+import { parseDevFlags } from "../local/cli/mod.ts";
+import { FunctionPool } from "../local/functions/mod.ts";
+import { createGateway } from "../local/gateway/mod.ts";
 import { startStack } from "../local/stack.ts";
 import { freePort, freshDatabase } from "./_harness/database.ts";
 import { assertGatewayProblem, eventually, fixtureArgs, tempDir } from "./local/helpers.ts";

@@ -5,9 +5,9 @@
  */
 import assert from "node:assert/strict";
 import { createLocalJWKSet, jwtVerify } from "npm:jose@6";
-import { parseDevFlags } from "../local/dev_flags.ts";
-import { createGateway } from "../local/gateway.ts";
-import { signUserToken } from "../local/local_keys.ts";
+import { parseDevFlags } from "../local/cli/mod.ts";
+import { createGateway } from "../local/gateway/mod.ts";
+import { signUserToken } from "../local/project/mod.ts";
 import { startStack } from "../local/stack.ts";
 import { freePort, freshDatabase } from "./_harness/database.ts";
 import { assertGatewayProblem, eventually, fixtureArgs, tempDir } from "./local/helpers.ts";

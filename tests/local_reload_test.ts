@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { parseDevFlags } from "../local/dev_flags.ts";
+import { parseDevFlags } from "../local/cli/mod.ts";
 import { startStack } from "../local/stack.ts";
 import { freePort, freshDatabase } from "./_harness/database.ts";
 import { serve } from "./_harness/server.ts";

@@ -1,14 +1,19 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from "npm:jose@6";
-import { parseDevFlags } from "../local/dev_flags.ts";
-import { EnvFileError, parseEnvFile } from "../local/env_file.ts";
-import { discoverFunctions } from "../local/function_registry.ts";
+import { LogHold, parseDevFlags } from "../local/cli/mod.ts";
+import {
+  ConfigError,
+  createLocalKeys,
+  EnvFileError,
+  loadProjectConfig,
+  parseEnvFile,
+  parseProjectConfig,
+  publicJwks,
+  signUserToken,
+} from "../local/project/mod.ts";
+import { affectedFunctions, discoverFunctions } from "../local/functions/mod.ts";
 import { didWork } from "../local/cron.ts";
-import { createLocalKeys, publicJwks, signUserToken } from "../local/local_keys.ts";
-import { LogHold } from "../local/log_hold.ts";
-import { ConfigError, loadProjectConfig, parseProjectConfig } from "../local/project_config.ts";
-import { affectedFunctions } from "../local/watcher.ts";
 import { FIXTURE_WORKDIR } from "./local/helpers.ts";
 
 Deno.test("config.toml: functions, ports and defaults", () => {

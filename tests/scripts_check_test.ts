@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { dirname, join } from "node:path";
-import { PROJECT_ROOT } from "../local/postgres.ts";
+import { PROJECT_ROOT } from "../local/project/mod.ts";
 import { runStaticChecks } from "../scripts/static_checks.ts";
 
 const FUNCTION = `import { greeting } from "../../../lib/greeting.ts";\n\n` +

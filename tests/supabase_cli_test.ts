@@ -5,8 +5,8 @@
  * our own migrator recorded.
  */
 import assert from "node:assert/strict";
-import { listMigrations } from "../local/migrate.ts";
-import { PROJECT_ROOT } from "../local/postgres.ts";
+import { listMigrations } from "../local/database/mod.ts";
+import { PROJECT_ROOT } from "../local/project/mod.ts";
 import { freshDatabase } from "./_harness/database.ts";
 
 async function cli(args: string[]): Promise<{ ok: boolean; out: string }> {

@@ -9,8 +9,7 @@
  */
 import { join } from "node:path";
 import postgres from "npm:postgres@3";
-import { applyBootstrap, applyMigrations } from "../../local/migrate.ts";
-import { startPostgres } from "../../local/postgres_server.ts";
+import { applyBootstrap, applyMigrations, startPostgres } from "../../local/database/mod.ts";
 
 /** A database a test owns; `drop()` removes it. */
 export interface TestDatabase {

@@ -1,5 +1,5 @@
 /** Runs `deno task dev` as a child process and reads its progress lines. */
-import { PROJECT_ROOT } from "../../local/postgres.ts";
+import { PROJECT_ROOT } from "../../local/project/mod.ts";
 
 /** A running `deno task dev`. */
 export interface DevProcess {

@@ -1,7 +1,7 @@
 /** Shared helpers for the local stack's tests. */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { PROJECT_ROOT } from "../../local/postgres.ts";
+import { PROJECT_ROOT } from "../../local/project/mod.ts";
 
 /** The fixture project the local stack tests serve. */
 export const FIXTURE_WORKDIR = join(PROJECT_ROOT, "tests", "fixtures", "local_project");

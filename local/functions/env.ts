@@ -1,12 +1,12 @@
 /**
  * The environment each function process gets, as `supabase functions serve`
- * builds it (DESIGN §4.1): the project's URL, database and keys, then the
- * user's `supabase/functions/.env` and `--env-file` files. Nothing else of the
- * developer's shell leaks in, so a function cannot come to depend on it.
+ * builds it (see docs/local-stack.md, "Environment the functions see"): the
+ * project's URL, database and keys, then the user's `supabase/functions/.env`
+ * and `--env-file` files. Nothing else of the developer's shell leaks in, so a
+ * function cannot come to depend on it.
  */
 import { join } from "node:path";
-import { readEnvFile } from "./env_file.ts";
-import { type LocalKeys, publicJwks } from "./local_keys.ts";
+import { type LocalKeys, publicJwks, readEnvFile } from "../project/mod.ts";
 
 /**
  * Host variables a function process needs to run at all: its cache (so npm

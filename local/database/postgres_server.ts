@@ -8,13 +8,13 @@
  */
 import { join } from "node:path";
 import postgres from "npm:postgres@3";
+import { lexists, sleep } from "../common/mod.ts";
 import {
-  exists,
   guardChild,
   postgresBinaries,
   postgresCommand,
   traversableByOthers,
-} from "./postgres.ts";
+} from "./postgres_binaries.ts";
 
 /** Options for {@link startPostgres}. */
 export interface StartPostgresOptions {
@@ -56,7 +56,7 @@ async function runChecked(cmd: { cmd: string; args: string[] }): Promise<void> {
 
 /** Runs initdb when `dataDir` holds no cluster yet. Returns true if it created one. */
 export async function initCluster(dataDir: string, password = "postgres"): Promise<boolean> {
-  if (await exists(join(dataDir, "PG_VERSION"))) return false;
+  if (await lexists(join(dataDir, "PG_VERSION"))) return false;
   const bins = await postgresBinaries();
   if (bins.runAs && !(await traversableByOthers(join(dataDir, "..")))) {
     throw new Error(
@@ -103,7 +103,7 @@ async function waitReady(url: string, exited: Promise<unknown>, timeoutMs: numbe
       return;
     } catch (error) {
       lastError = error;
-      await new Promise((r) => setTimeout(r, 50));
+      await sleep(50);
     } finally {
       await sql.end({ timeout: 1 });
     }

@@ -5,7 +5,7 @@
  * `problemResponse`, so a client sees one problem vocabulary
  * (`urn:supabase-starter:problem:<code>`) whoever answered.
  */
-import { HttpError, problemResponse } from "../supabase/functions/_shared/errors.ts";
+import { HttpError, problemResponse } from "../../supabase/functions/_shared/errors.ts";
 
 /** Fields of a gateway problem; `code` is snake_case, like the functions' codes. */
 export interface GatewayProblem {
@@ -17,7 +17,7 @@ export interface GatewayProblem {
 }
 
 /** Headers every gateway answer carries, so browsers can read its errors too. */
-export const GATEWAY_CORS_HEADERS: Readonly<Record<string, string>> = {
+const GATEWAY_CORS_HEADERS: Readonly<Record<string, string>> = {
   "access-control-allow-origin": "*",
   "access-control-expose-headers": "X-Request-Id, Retry-After",
 };

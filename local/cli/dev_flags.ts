@@ -4,13 +4,14 @@
  */
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { PROJECT_ROOT } from "./postgres.ts";
+import { errorMessage } from "../common/mod.ts";
+import { PROJECT_ROOT } from "../project/mod.ts";
 
 /** How often the local scheduler calls queue-worker, in seconds (the pg_cron schedule's interval). */
 export const QUEUE_WORKER_INTERVAL_SECONDS = 5;
 
 /** Default limit for a request head, in seconds: long enough for any real client, short enough that slow clients cannot pile up. */
-export const HEAD_TIMEOUT_SECONDS = 15;
+const HEAD_TIMEOUT_SECONDS = 15;
 
 /** Parsed `deno task dev` options. */
 export interface DevOptions {
@@ -95,7 +96,7 @@ export function parseDevFlags(
       },
     }));
   } catch (error) {
-    throw new FlagError((error as Error).message);
+    throw new FlagError(errorMessage(error));
   }
   const workdir = resolve(values.workdir ?? PROJECT_ROOT);
   return {

@@ -3,8 +3,8 @@
  * crashed one on its next request, and hot-reloads by starting the new
  * process first and retiring the old one once its in-flight requests finish.
  */
-import type { FunctionSpec } from "./function_registry.ts";
-import { FunctionProcess, type SpawnOptions } from "./function_process.ts";
+import type { ServedFunction } from "./registry.ts";
+import { FunctionProcess, type SpawnOptions } from "./process.ts";
 
 /** The outcome of asking for a function's process. */
 export type Acquired =
@@ -14,7 +14,7 @@ export type Acquired =
 
 /** Manages every function's current process. */
 export class FunctionPool {
-  #specs = new Map<string, FunctionSpec>();
+  #specs = new Map<string, ServedFunction>();
   #current = new Map<string, FunctionProcess>();
   #retiring = new Map<FunctionProcess, Promise<void>>();
   #closed = false;
@@ -44,7 +44,7 @@ export class FunctionPool {
   }
 
   /** The spec of a served function, if any. */
-  spec(name: string): FunctionSpec | undefined {
+  spec(name: string): ServedFunction | undefined {
     return this.#specs.get(name);
   }
 
@@ -53,7 +53,7 @@ export class FunctionPool {
     return this.#current.get(name);
   }
 
-  #spawn(spec: FunctionSpec): FunctionProcess {
+  #spawn(spec: ServedFunction): FunctionProcess {
     const next = new FunctionProcess(spec, this.options);
     const previous = this.#current.get(spec.name);
     this.#current.set(spec.name, next);
@@ -71,7 +71,7 @@ export class FunctionPool {
    * and those named in `reload` (or whose spec changed) restart. Resolves when
    * every started process is ready or has failed.
    */
-  async sync(specs: FunctionSpec[], reload: Set<string> | "all" = new Set()): Promise<void> {
+  async sync(specs: ServedFunction[], reload: Set<string> | "all" = new Set()): Promise<void> {
     if (this.#closed) return;
     const started: FunctionProcess[] = [];
     const wanted = new Map(specs.map((s) => [s.name, s]));

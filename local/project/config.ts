@@ -5,6 +5,7 @@
  */
 import { join } from "node:path";
 import { parse, TomlError } from "npm:smol-toml@1";
+import { errorMessage } from "../common/mod.ts";
 
 /** The `[functions.<name>]` settings the local gateway honours. */
 export interface FunctionConfig {
@@ -99,7 +100,7 @@ export async function loadProjectConfig(workdir: string): Promise<ProjectConfig>
     if (error instanceof Deno.errors.NotFound) {
       return { file, apiPort: null, dbPort: null, functions: {} };
     }
-    throw new ConfigError(file, `cannot read: ${(error as Error).message}`);
+    throw new ConfigError(file, `cannot read: ${errorMessage(error)}`);
   }
   return parseProjectConfig(text, file);
 }

@@ -5,7 +5,7 @@
  * signing key; everything else is a 404 problem.
  */
 import type { JWK } from "npm:jose@6";
-import type { FunctionPool } from "./function_pool.ts";
+import type { FunctionPool } from "../functions/mod.ts";
 import { jwtGate } from "./jwt_gate.ts";
 import { gatewayProblem } from "./problem.ts";
 import { proxyToFunction } from "./proxy.ts";
@@ -26,7 +26,7 @@ export interface GatewayDeps {
 const FUNCTIONS_PREFIX = "/functions/v1/";
 
 /** The path decoded, or null when a `%` escape is malformed or not UTF-8 (a client error). */
-export function decodePath(path: string): string | null {
+function decodePath(path: string): string | null {
   try {
     return decodeURIComponent(path);
   } catch {
@@ -47,15 +47,7 @@ export function createGateway(
     requestId: string,
     streaming: ResponseStreaming | undefined,
   ): Promise<Response> {
-    if (url.pathname === "/auth/v1/.well-known/jwks.json") {
-      return new Response(jwksBody, {
-        headers: {
-          "content-type": "application/json",
-          "cache-control": "public, max-age=600",
-          "access-control-allow-origin": "*",
-        },
-      });
-    }
+    if (url.pathname === "/auth/v1/.well-known/jwks.json") return jwksResponse(jwksBody);
     if (!url.pathname.startsWith(FUNCTIONS_PREFIX)) {
       return gatewayProblem({
         status: 404,
@@ -73,53 +65,7 @@ export function createGateway(
         headers: { "retry-after": "1" },
       }, requestId);
     }
-    const rest = url.pathname.slice(FUNCTIONS_PREFIX.length);
-    const decoded = decodePath(rest);
-    if (decoded === null) {
-      return gatewayProblem({
-        status: 400,
-        code: "malformed_path",
-        detail: "the path has a malformed percent-encoding (each % must start a valid " +
-          "UTF-8 byte sequence of %XX escapes)",
-      }, requestId);
-    }
-    const name = decoded.split("/")[0] ?? "";
-    const acquired = await deps.pool.acquire(name);
-    if (acquired.kind === "unknown") {
-      return gatewayProblem({
-        status: 404,
-        code: "function_not_found",
-        title: "Not Found",
-        detail: `no function named "${name}" (see supabase/functions and config.toml)`,
-      }, requestId);
-    }
-    if (acquired.kind === "failed") {
-      return gatewayProblem({
-        status: 503,
-        code: "function_unavailable",
-        title: "Service Unavailable",
-        detail: `function "${name}" failed to start; see the dev server log`,
-        headers: { "retry-after": "1" },
-      }, requestId);
-    }
-    const spec = acquired.process.spec;
-    if (spec.verifyJwt && req.method !== "OPTIONS") {
-      const gate = await verifyJwt(req);
-      if (!gate.ok) {
-        return gatewayProblem({
-          status: 401,
-          code: gate.code,
-          title: "Unauthorized",
-          detail: `${gate.detail} (verify_jwt = true for "${name}" in config.toml)`,
-        }, requestId);
-      }
-    }
-    return await proxyToFunction(req, acquired.process, {
-      pathAndQuery: `/${rest}${url.search}`,
-      timeoutMs: deps.functionTimeoutMs,
-      requestId,
-      streaming,
-    });
+    return await toFunction(deps, verifyJwt, { req, url, requestId, streaming });
   }
 
   return async (req, streaming) => {
@@ -146,4 +92,78 @@ export function createGateway(
     else deps.log(line);
     return res;
   };
+}
+
+/** The local signing key's JWKS, cacheable and readable from any origin. */
+function jwksResponse(body: string): Response {
+  return new Response(body, {
+    headers: {
+      "content-type": "application/json",
+      "cache-control": "public, max-age=600",
+      "access-control-allow-origin": "*",
+    },
+  });
+}
+
+/** One request under `/functions/v1/`, as the router sees it. */
+interface FunctionRequest {
+  req: Request;
+  url: URL;
+  requestId: string;
+  streaming: ResponseStreaming | undefined;
+}
+
+/** `/functions/v1/<name>[/...]`: the named function's process, past its `verify_jwt` gate. */
+async function toFunction(
+  deps: GatewayDeps,
+  verifyJwt: ReturnType<typeof jwtGate>,
+  { req, url, requestId, streaming }: FunctionRequest,
+): Promise<Response> {
+  const rest = url.pathname.slice(FUNCTIONS_PREFIX.length);
+  const decoded = decodePath(rest);
+  if (decoded === null) {
+    return gatewayProblem({
+      status: 400,
+      code: "malformed_path",
+      detail: "the path has a malformed percent-encoding (each % must start a valid " +
+        "UTF-8 byte sequence of %XX escapes)",
+    }, requestId);
+  }
+  const name = decoded.split("/")[0] ?? "";
+  const acquired = await deps.pool.acquire(name);
+  if (acquired.kind === "unknown") {
+    return gatewayProblem({
+      status: 404,
+      code: "function_not_found",
+      title: "Not Found",
+      detail: `no function named "${name}" (see supabase/functions and config.toml)`,
+    }, requestId);
+  }
+  if (acquired.kind === "failed") {
+    return gatewayProblem({
+      status: 503,
+      code: "function_unavailable",
+      title: "Service Unavailable",
+      detail: `function "${name}" failed to start; see the dev server log`,
+      headers: { "retry-after": "1" },
+    }, requestId);
+  }
+  const spec = acquired.process.spec;
+  if (spec.verifyJwt && req.method !== "OPTIONS") {
+    const gate = await verifyJwt(req);
+    if (!gate.ok) {
+      return gatewayProblem({
+        status: 401,
+        code: gate.code,
+        title: "Unauthorized",
+        detail: `${gate.detail} (verify_jwt = true for "${name}" in config.toml)`,
+      }, requestId);
+    }
+  }
+  return await proxyToFunction(req, acquired.process, {
+    pathAndQuery: `/${rest}${url.search}`,
+    timeoutMs: deps.functionTimeoutMs,
+    requestId,
+    streaming,
+  });
 }

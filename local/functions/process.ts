@@ -1,13 +1,14 @@
 /**
- * One function running in its own Deno process (local/function_host.ts) on a
+ * One function running in its own Deno process (local/functions/host.ts) on a
  * private loopback port. Tracks requests in flight so a hot reload can let
  * them finish on the old process while new ones go to the new process.
  */
 import { join } from "node:path";
-import type { FunctionSpec } from "./function_registry.ts";
-import { IMPORT_FAILED, READY_MARKER, STOPPING_MARKER } from "./function_host.ts";
+import { waitAtMost } from "../common/mod.ts";
+import type { ServedFunction } from "./registry.ts";
+import { IMPORT_FAILED, READY_MARKER, STOPPING_MARKER } from "./host.ts";
 
-const HOST = join(import.meta.dirname!, "function_host.ts");
+const HOST = join(import.meta.dirname!, "host.ts");
 
 /** Lifecycle of a function process. */
 export type ProcessState = "starting" | "ready" | "failed" | "crashed" | "stopped";
@@ -22,7 +23,7 @@ export interface SpawnOptions {
 }
 
 /** The process exited before it listened (module threw at import, bad entrypoint). */
-export class FunctionStartError extends Error {
+class FunctionStartError extends Error {
   constructor(readonly functionName: string, readonly output: string) {
     super(`function "${functionName}" failed to start`);
     this.name = "FunctionStartError";
@@ -40,7 +41,7 @@ export class FunctionProcess {
   readonly #tail: string[] = [];
   #idle: (() => void)[] = [];
 
-  constructor(readonly spec: FunctionSpec, options: SpawnOptions) {
+  constructor(readonly spec: ServedFunction, options: SpawnOptions) {
     const args = ["run", "-A", "--quiet"];
     if (options.configFile) args.push("--config", options.configFile);
     args.push(HOST, spec.name, spec.entrypoint);
@@ -152,12 +153,7 @@ export class FunctionProcess {
 
   /** Lets in-flight requests finish (at most `maxWaitMs`), then stops. */
   async retire(maxWaitMs: number): Promise<void> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([
-      this.idle(),
-      new Promise<void>((r) => timer = setTimeout(r, maxWaitMs)),
-    ]);
-    clearTimeout(timer);
+    await waitAtMost(this.idle(), maxWaitMs);
     await this.stop();
   }
 }

@@ -130,73 +130,11 @@ export function serveWithFront(options: FrontOptions): Front {
   const listener = Deno.listen({ hostname: options.hostname, port: options.port });
   const relays = new Map<number, Relay>();
   let stopping = false;
-  const inner = Deno.serve(
-    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
-    async (req, info) => {
-      const relay = relays.get(info.remoteAddr.port);
-      relay?.requestStarted();
-      let streams = false;
-      let ended = false;
-      const end = () => {
-        if (ended) return;
-        ended = true;
-        relay?.requestDone();
-      };
-      try {
-        return await options.handler(req, {
-          begin: () => {
-            streams = true;
-            return end;
-          },
-        });
-      } finally {
-        if (!streams) end();
-      }
-    },
-  );
-
-  async function relayConnection(client: Deno.Conn): Promise<void> {
-    let upstream: Deno.Conn;
-    try {
-      upstream = await Deno.connect({ hostname: "127.0.0.1", port: inner.addr.port });
-    } catch {
-      client.close();
-      return;
-    }
-    const key = (upstream.localAddr as Deno.NetAddr).port;
-    const relay = new Relay(client, upstream, options.headTimeoutMs, () => relays.delete(key));
-    relays.set(key, relay);
-    const toInner = (async () => {
-      const buffer = new Uint8Array(64 * 1024);
-      for (let n; (n = await client.read(buffer)) !== null;) {
-        relay.clientBytes();
-        await writeAll(upstream, buffer.subarray(0, n));
-      }
-      // The client finished sending; it may still be waiting for the answer.
-      await upstream.closeWrite();
-    })().catch(() => relay.close()); // a reset client: nothing more to relay either way
-    const toClient = (async () => {
-      const buffer = new Uint8Array(64 * 1024);
-      for (let n; (n = await upstream.read(buffer)) !== null;) {
-        relay.answered = true;
-        await writeAll(client, buffer.subarray(0, n));
-      }
-      if (relay.headStarted && !relay.answered && relay.active === 0 && !stopping) {
-        await relay.answer({
-          status: 400,
-          code: "malformed_request",
-          title: "Bad Request",
-          detail: "the request could not be read (malformed head or body framing)",
-        });
-      }
-    })();
-    await toClient.catch(() => {});
-    relay.close();
-    await toInner;
-  }
-
+  const inner = serveInner(options.handler, relays);
   const accepting = (async () => {
-    for await (const conn of listener) void relayConnection(conn);
+    for await (const conn of listener) {
+      void relayConnection(conn, inner.addr.port, relays, options.headTimeoutMs, () => stopping);
+    }
   })().catch(() => {});
 
   return {
@@ -213,4 +151,85 @@ export function serveWithFront(options: FrontOptions): Front {
       for (const relay of [...relays.values()]) relay.close();
     },
   };
+}
+
+/**
+ * The gateway's Deno.serve on a private loopback port. Each request is counted
+ * on its relay (found by the relay's local port) until its response is done.
+ */
+function serveInner(
+  handler: FrontOptions["handler"],
+  relays: Map<number, Relay>,
+): Deno.HttpServer<Deno.NetAddr> {
+  return Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    async (req, info) => {
+      const relay = relays.get(info.remoteAddr.port);
+      relay?.requestStarted();
+      let streams = false;
+      let ended = false;
+      const end = () => {
+        if (ended) return;
+        ended = true;
+        relay?.requestDone();
+      };
+      try {
+        return await handler(req, {
+          begin: () => {
+            streams = true;
+            return end;
+          },
+        });
+      } finally {
+        if (!streams) end();
+      }
+    },
+  );
+}
+
+/** Relays one client connection to the inner server, both ways, until either side ends. */
+async function relayConnection(
+  client: Deno.Conn,
+  innerPort: number,
+  relays: Map<number, Relay>,
+  headTimeoutMs: number,
+  stopping: () => boolean,
+): Promise<void> {
+  let upstream: Deno.Conn;
+  try {
+    upstream = await Deno.connect({ hostname: "127.0.0.1", port: innerPort });
+  } catch {
+    client.close();
+    return;
+  }
+  const key = (upstream.localAddr as Deno.NetAddr).port;
+  const relay = new Relay(client, upstream, headTimeoutMs, () => relays.delete(key));
+  relays.set(key, relay);
+  const toInner = (async () => {
+    const buffer = new Uint8Array(64 * 1024);
+    for (let n; (n = await client.read(buffer)) !== null;) {
+      relay.clientBytes();
+      await writeAll(upstream, buffer.subarray(0, n));
+    }
+    // The client finished sending; it may still be waiting for the answer.
+    await upstream.closeWrite();
+  })().catch(() => relay.close()); // a reset client: nothing more to relay either way
+  const toClient = (async () => {
+    const buffer = new Uint8Array(64 * 1024);
+    for (let n; (n = await upstream.read(buffer)) !== null;) {
+      relay.answered = true;
+      await writeAll(client, buffer.subarray(0, n));
+    }
+    if (relay.headStarted && !relay.answered && relay.active === 0 && !stopping()) {
+      await relay.answer({
+        status: 400,
+        code: "malformed_request",
+        title: "Bad Request",
+        detail: "the request could not be read (malformed head or body framing)",
+      });
+    }
+  })();
+  await toClient.catch(() => {});
+  relay.close();
+  await toInner;
 }

@@ -4,29 +4,26 @@
  * with `verify_jwt` (CLI default: true) and `entrypoint` from config.toml.
  */
 import { join, resolve } from "node:path";
-import type { ProjectConfig } from "./project_config.ts";
+import { isFile } from "../common/mod.ts";
+import type { ProjectConfig } from "../project/mod.ts";
 
-/** One servable function. */
-export interface FunctionSpec {
+/**
+ * One function the local stack serves: where its module is and whether the
+ * gateway checks a JWT. (Not _shared's `FunctionSpec`, which is what a
+ * function's own code declares: actions, routes, auth.)
+ */
+export interface ServedFunction {
   name: string;
   /** Absolute path of the module to load. */
   entrypoint: string;
   verifyJwt: boolean;
 }
 
-async function isFile(path: string): Promise<boolean> {
-  try {
-    return (await Deno.stat(path)).isFile;
-  } catch {
-    return false;
-  }
-}
-
 /** Lists the functions under `<workdir>/supabase/functions`, sorted by name. */
 export async function discoverFunctions(
   workdir: string,
   config: ProjectConfig,
-): Promise<FunctionSpec[]> {
+): Promise<ServedFunction[]> {
   const supabaseDir = join(workdir, "supabase");
   const root = join(supabaseDir, "functions");
   const names = new Set<string>();
@@ -39,7 +36,7 @@ export async function discoverFunctions(
   }
   // A config.toml entry with an entrypoint is a function even without its own folder.
   for (const [name, c] of Object.entries(config.functions)) if (c.entrypoint) names.add(name);
-  const specs: FunctionSpec[] = [];
+  const specs: ServedFunction[] = [];
   for (const name of names) {
     const c = config.functions[name] ?? {};
     if (c.enabled === false) continue;

@@ -1,6 +1,6 @@
 /**
  * Runs ONE function in its own process, as the edge runtime runs each function
- * in its own worker: `deno run local/function_host.ts <name> <entrypoint>`.
+ * in its own worker: `deno run local/functions/host.ts <name> <entrypoint>`.
  *
  * It accepts both function styles (`export default { fetch }` and a module
  * that calls `Deno.serve(handler)` itself), provides `EdgeRuntime.waitUntil`,
@@ -47,7 +47,7 @@ function captureServe(): { handler: () => Handler | null } {
 
 async function main(): Promise<void> {
   const [name, entrypoint] = Deno.args;
-  if (!name || !entrypoint) throw new Error("usage: function_host.ts <name> <entrypoint>");
+  if (!name || !entrypoint) throw new Error("usage: local/functions/host.ts <name> <entrypoint>");
   const serve = Deno.serve.bind(Deno) as typeof Deno.serve;
   installEdgeRuntime();
   const captured = captureServe();

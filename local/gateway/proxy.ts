@@ -4,7 +4,8 @@
  * to deliver (400), no response within the timeout (504) and a process that
  * died or reset the connection (502).
  */
-import type { FunctionProcess } from "./function_process.ts";
+import { errorMessage, waitAtMost } from "../common/mod.ts";
+import type { FunctionProcess } from "../functions/mod.ts";
 import { gatewayProblem } from "./problem.ts";
 import type { ResponseStreaming } from "./tcp_front.ts";
 
@@ -20,7 +21,7 @@ const HOP_BY_HOP = [
 ];
 
 /** Wraps a body so `onDone` runs once it has been fully read, failed or been cancelled. */
-export function trackBody(
+function trackBody(
   body: ReadableStream<Uint8Array>,
   onDone: () => void,
 ): ReadableStream<Uint8Array> {
@@ -85,15 +86,6 @@ export async function proxyToFunction(
   options: ProxyOptions,
 ): Promise<Response> {
   const release = process.begin();
-  const name = process.spec.name;
-  const headers = new Headers(req.headers);
-  for (const h of HOP_BY_HOP) headers.delete(h);
-  const incoming = new URL(req.url);
-  headers.set("x-forwarded-host", incoming.host);
-  headers.set("x-forwarded-proto", incoming.protocol.replace(":", ""));
-  // fetch() would decompress a gzip answer but keep its Content-Encoding header;
-  // the gateway's own server compresses for the client instead.
-  headers.set("accept-encoding", "identity");
   // A client that leaves mid-stream cancels the body below, which closes the
   // upstream connection; req.signal is not used because in Deno.serve's legacy
   // mode it also fires on every successful response.
@@ -112,60 +104,94 @@ export async function proxyToFunction(
   try {
     const upstream = await fetch(`http://127.0.0.1:${process.port}${options.pathAndQuery}`, {
       method: req.method,
-      headers,
+      headers: forwardedHeaders(req),
       body: requestBody,
       redirect: "manual",
       signal: abort.signal,
     });
     clearTimeout(timer);
-    const out = new Headers(upstream.headers);
-    for (const h of HOP_BY_HOP) out.delete(h);
-    let body: ReadableStream<Uint8Array> | null = null;
-    if (upstream.body) {
-      const sent = options.streaming?.begin();
-      body = trackBody(upstream.body, () => {
-        release();
-        sent?.();
-      });
-    } else release();
-    return new Response(body, {
-      status: upstream.status,
-      statusText: upstream.statusText,
-      headers: out,
-    });
+    return relayResponse(upstream, release, options.streaming);
   } catch (error) {
     clearTimeout(timer);
     release();
-    if (client.bodyError !== undefined) {
-      // The client's side failed, not the function's: a 502 would send them looking there.
-      return gatewayProblem({
-        status: 400,
-        code: "malformed_request_body",
-        detail: `the request body could not be read (${
-          (client.bodyError as Error)?.message ?? client.bodyError
-        }): malformed chunked encoding, or the client stopped sending mid-body`,
-      }, options.requestId);
-    }
-    if (timedOut) {
-      return gatewayProblem({
-        status: 504,
-        code: "function_timeout",
-        title: "Gateway Timeout",
-        detail: `function "${name}" sent no response within ${options.timeoutMs} ms`,
-      }, options.requestId);
-    }
-    // Give the exit notification a moment so the log says "crashed" first.
-    let wait: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([process.exited, new Promise((r) => wait = setTimeout(r, 250))]);
-    clearTimeout(wait);
-    const crashed = process.state === "crashed";
+    return await failureProblem(error, process, options, {
+      bodyError: client.bodyError,
+      timedOut,
+    });
+  }
+}
+
+/** The client's headers as the function gets them: hop-by-hop ones dropped, X-Forwarded-* added. */
+function forwardedHeaders(req: Request): Headers {
+  const headers = new Headers(req.headers);
+  for (const h of HOP_BY_HOP) headers.delete(h);
+  const incoming = new URL(req.url);
+  headers.set("x-forwarded-host", incoming.host);
+  headers.set("x-forwarded-proto", incoming.protocol.replace(":", ""));
+  // fetch() would decompress a gzip answer but keep its Content-Encoding header;
+  // the gateway's own server compresses for the client instead.
+  headers.set("accept-encoding", "identity");
+  return headers;
+}
+
+/** The function's response for the client; `release` runs once its body is done. */
+function relayResponse(
+  upstream: Response,
+  release: () => void,
+  streaming: ResponseStreaming | undefined,
+): Response {
+  const out = new Headers(upstream.headers);
+  for (const h of HOP_BY_HOP) out.delete(h);
+  let body: ReadableStream<Uint8Array> | null = null;
+  if (upstream.body) {
+    const sent = streaming?.begin();
+    body = trackBody(upstream.body, () => {
+      release();
+      sent?.();
+    });
+  } else release();
+  return new Response(body, {
+    status: upstream.status,
+    statusText: upstream.statusText,
+    headers: out,
+  });
+}
+
+/** Why a forwarded request got no response: the client's body (400), the timeout (504) or the process (502). */
+async function failureProblem(
+  error: unknown,
+  process: FunctionProcess,
+  options: ProxyOptions,
+  seen: { bodyError: unknown; timedOut: boolean },
+): Promise<Response> {
+  const name = process.spec.name;
+  if (seen.bodyError !== undefined) {
+    // The client's side failed, not the function's: a 502 would send them looking there.
     return gatewayProblem({
-      status: 502,
-      code: crashed ? "function_crashed" : "function_unreachable",
-      title: "Bad Gateway",
-      detail: crashed
-        ? `function "${name}" crashed while handling the request; see the dev server log`
-        : `function "${name}" did not answer (${(error as Error).name})`,
+      status: 400,
+      code: "malformed_request_body",
+      detail: `the request body could not be read (${
+        errorMessage(seen.bodyError)
+      }): malformed chunked encoding, or the client stopped sending mid-body`,
     }, options.requestId);
   }
+  if (seen.timedOut) {
+    return gatewayProblem({
+      status: 504,
+      code: "function_timeout",
+      title: "Gateway Timeout",
+      detail: `function "${name}" sent no response within ${options.timeoutMs} ms`,
+    }, options.requestId);
+  }
+  // Give the exit notification a moment so the log says "crashed" first.
+  await waitAtMost(process.exited, 250);
+  const crashed = process.state === "crashed";
+  return gatewayProblem({
+    status: 502,
+    code: crashed ? "function_crashed" : "function_unreachable",
+    title: "Bad Gateway",
+    detail: crashed
+      ? `function "${name}" crashed while handling the request; see the dev server log`
+      : `function "${name}" did not answer (${(error as Error).name})`,
+  }, options.requestId);
 }

@@ -1,5 +1,5 @@
 /** The start banner: URLs, keys and a ready-to-run request, like `supabase start` prints. */
-import type { Stack } from "./stack.ts";
+import type { Stack } from "../stack.ts";
 
 /** Renders the banner; `token` is a user JWT for the example curl. */
 export function banner(stack: Stack, token: string): string {
