@@ -26,9 +26,9 @@ export interface SpawnOptions {
   log: (line: string) => void;
 }
 
-/** V8 reports a heap it could not grow with one of these (then aborts). */
+/** V8 reports a heap it could not grow with one of these (then a dump, then it aborts). */
 const V8_OUT_OF_MEMORY =
-  /Reached heap limit|JavaScript heap out of memory|Fatal JavaScript out of memory|Fatal process out of memory/;
+  /^<--- Last few GCs --->|Reached heap limit|JavaScript heap out of memory|Fatal JavaScript out of memory|Fatal process out of memory/;
 
 /** The `deno run` arguments of one function process (import map, permissions, memory cap). */
 export function functionArgs(spec: ServedFunction, limits: FunctionLimits): string[] {
