@@ -12,6 +12,9 @@ import { fileURLToPath } from "node:url";
 export const FILE_RULE = "the hosted Edge Runtime lets a function read only its own files, " +
   "_shared and /tmp, and write only to /tmp";
 
+// deno-lint-ignore no-control-regex
+const ANSI = /\x1b\[[0-9;]*m/g;
+
 const FS_FUNCTIONS = [
   "readFile",
   "readTextFile",
@@ -95,7 +98,8 @@ export function unreachableImportLine(
   error: unknown,
   functionsDir: string,
 ): string | null {
-  const message = error instanceof Error ? error.message : String(error);
+  // Deno colours the location in module-graph errors.
+  const message = (error instanceof Error ? error.message : String(error)).replace(ANSI, "");
   const jsr = /JSR package manifest for '([^']+)' failed to load/.exec(message) ??
     /Import 'https:\/\/jsr\.io\/(@[^/]+\/[^/']+)/.exec(message);
   const remote = /Import '(https?:\/\/[^']+)' failed/.exec(message);
