@@ -21,7 +21,6 @@ import {
   loadProjectConfig,
   type LocalKeys,
   PortInUseError,
-  PROJECT_ROOT,
   type ProjectConfig,
   publicJwks,
 } from "./project/mod.ts";
@@ -74,13 +73,19 @@ export async function startStack(options: DevOptions, deps: StackDeps): Promise<
   const envOptions: FunctionEnvOptions = {
     supabaseUrl: url,
     dbUrl,
+    secrets: config.edgeRuntime.secrets,
     keys,
     workdir: options.workdir,
     envFiles: options.envFiles,
     hostEnv: deps.hostEnv,
     log,
   };
-  const pool = await createPool(options.workdir, envOptions, (line) => hold.log(line));
+  const pool = new FunctionPool({
+    env: await functionEnv(envOptions),
+    cwd: options.workdir,
+    limits: config.limits,
+    log: (line) => hold.log(line),
+  });
   let ready = false;
   const server = listen(
     port,
@@ -88,7 +93,7 @@ export async function startStack(options: DevOptions, deps: StackDeps): Promise<
     createGateway({
       pool,
       jwks: publicJwks(keys),
-      functionTimeoutMs: options.functionTimeoutMs,
+      functionTimeoutMs: options.functionTimeoutMs ?? config.limits.requestIdleTimeoutMs,
       log,
       requestLog: (line, requestId) => hold.log(line, requestId),
       isReady: () => ready,
@@ -101,13 +106,20 @@ export async function startStack(options: DevOptions, deps: StackDeps): Promise<
   };
   try {
     // Functions and database start side by side.
-    const functionsTask = startFunctions(options.workdir, config, pool, log);
+    const functionsTask = startFunctions(options, config, pool, log);
     const database = await startDatabase(options, dbPort, log);
     cleanups.unshift(() => database.stop());
     await functionsTask;
     cleanups.push(await writeStateFile(options.dataDir, { url, dbUrl, database }));
     if (options.watch) {
-      cleanups.push(await startWatcher(options, pool, log, () => functionEnv(envOptions)));
+      cleanups.push(
+        await startWatcher(
+          options,
+          pool,
+          log,
+          (c) => functionEnv({ ...envOptions, secrets: c.edgeRuntime.secrets }),
+        ),
+      );
     }
     if (options.cron) cleanups.push(startScheduler(url, keys, pool, options, deps, hold));
     ready = true;
@@ -132,32 +144,18 @@ function addresses(options: DevOptions, config: ProjectConfig) {
   return { port, dbPort, url, dbUrl };
 }
 
-/** The pool, with the project's deno.json for the functions unless the workdir has its own. */
-async function createPool(
-  workdir: string,
-  envOptions: FunctionEnvOptions,
-  log: (line: string) => void,
-): Promise<FunctionPool> {
-  const hasOwnConfig = await exists(join(workdir, "deno.json")) ||
-    await exists(join(workdir, "deno.jsonc"));
-  return new FunctionPool({
-    env: await functionEnv(envOptions),
-    cwd: workdir,
-    configFile: hasOwnConfig ? null : join(PROJECT_ROOT, "deno.json"),
-    log,
-  });
-}
-
 /** Starts every function; the returned task logs which ones started (and which failed). */
 function startFunctions(
-  workdir: string,
+  options: DevOptions,
   config: ProjectConfig,
   pool: FunctionPool,
   log: (line: string) => void,
 ): Promise<void> {
   const task = (async () => {
     const started = performance.now();
-    const specs = await discoverFunctions(workdir, config);
+    const specs = await discoverFunctions(options.workdir, config, {
+      importMapFlag: options.importMap,
+    });
     await pool.sync(specs);
     const failed = specs.filter((s) => pool.current(s.name)?.state === "failed");
     const names = specs.map((s) => s.name).join(", ") || "none";
@@ -249,7 +247,7 @@ async function startWatcher(
   options: DevOptions,
   pool: FunctionPool,
   log: (line: string) => void,
-  readEnv: () => Promise<Record<string, string>>,
+  readEnv: (config: ProjectConfig) => Promise<Record<string, string>>,
 ): Promise<Cleanup> {
   const functionsDir = join(options.workdir, "supabase", "functions");
   const configFile = join(options.workdir, "supabase", "config.toml");
@@ -265,10 +263,14 @@ async function startWatcher(
         const started = performance.now();
         try {
           const config = await loadProjectConfig(options.workdir);
-          const specs = await discoverFunctions(options.workdir, config);
+          const specs = await discoverFunctions(options.workdir, config, {
+            importMapFlag: options.importMap,
+          });
           // Read before anything restarts: a malformed .env leaves the running set alone.
-          const env = await readEnv();
-          const reload = pool.setEnv(env) ? "all" : affected;
+          const env = await readEnv(config);
+          const envChanged = pool.setEnv(env);
+          const limitsChanged = pool.setLimits(config.limits);
+          const reload = envChanged || limitsChanged ? "all" : affected;
           await pool.sync(specs, reload);
           const what = reload === "all" ? "all functions" : [...reload].join(", ");
           log(`reloaded ${what} (${seconds(performance.now() - started)})`);

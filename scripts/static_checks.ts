@@ -2,14 +2,15 @@
  * The static checks, in one place so `deno task check` and `deno task test` run
  * exactly the same ones: deno fmt --check, deno lint, deno check of the project,
  * and each function entrypoint type-checked on its own (as
- * `supabase functions deploy` sees it: no project config, no import map).
+ * `supabase functions deploy` sees it: with the function's own import map, by
+ * the CLI's precedence (local/functions/import_map.ts), never the project's config).
  * The functions are the ones the local stack serves and the CLI deploys
  * (local/functions/registry.ts): config.toml `entrypoint`s honoured,
  * `enabled = false` ones skipped, as `supabase functions deploy` skips them;
  * their code is still type-checked by the project-wide check.
  */
 import { isDirectory } from "../local/common/mod.ts";
-import { discoverFunctions } from "../local/functions/mod.ts";
+import { discoverFunctions, importMapFlags } from "../local/functions/mod.ts";
 import { loadProjectConfig } from "../local/project/mod.ts";
 
 /** One check: a name for the report and the `deno` arguments that run it. */
@@ -36,7 +37,7 @@ export async function staticChecks(root: string): Promise<StaticCheck[]> {
   for (const fn of await discoverFunctions(root, await loadProjectConfig(root))) {
     checks.push({
       name: `deno check ${fn.name} standalone`,
-      args: ["check", "--quiet", "--no-config", "--no-lock", fn.entrypoint],
+      args: ["check", "--quiet", ...importMapFlags(fn.importMap), fn.entrypoint],
     });
   }
   return checks;

@@ -9,6 +9,7 @@ import fc from "npm:fast-check@4";
 import { parseDevFlags } from "../local/cli/mod.ts";
 import { FunctionPool } from "../local/functions/mod.ts";
 import { createGateway } from "../local/gateway/mod.ts";
+import { PLATFORM_LIMITS } from "../local/project/mod.ts";
 import { startStack } from "../local/stack.ts";
 import { freePort, freshDatabase } from "./_harness/database.ts";
 import { assertGatewayProblem, eventually, fixtureArgs, tempDir } from "./local/helpers.ts";
@@ -261,7 +262,12 @@ Deno.test("local gateway: every answer of its own is a problem in the shared voc
   const base = { jwks: { keys: [] }, functionTimeoutMs: 1000, log: () => {} };
   const url = "http://127.0.0.1/functions/v1/api";
   await t.step("before ready: 503 stack_starting with Retry-After", async () => {
-    const pool = new FunctionPool({ env: {}, cwd: dir.path, configFile: null, log: () => {} });
+    const pool = new FunctionPool({
+      env: {},
+      cwd: dir.path,
+      limits: PLATFORM_LIMITS,
+      log: () => {},
+    });
     const gateway = createGateway({ ...base, pool, isReady: () => false });
     const res = await gateway(new Request(url));
     assert.equal(res.headers.get("retry-after"), "1");
@@ -273,10 +279,17 @@ Deno.test("local gateway: every answer of its own is a problem in the shared voc
     const pool = new FunctionPool({
       env: {},
       cwd: `${dir.path}/missing`,
-      configFile: null,
+      limits: PLATFORM_LIMITS,
       log: () => {},
     });
-    await pool.sync([{ name: "api", entrypoint: `${dir.path}/index.ts`, verifyJwt: false }])
+    await pool.sync([{
+      name: "api",
+      entrypoint: `${dir.path}/index.ts`,
+      verifyJwt: false,
+      dir: dir.path,
+      importMap: null,
+      sharedDirs: [],
+    }])
       .catch(() => {});
     const gateway = createGateway({
       ...base,

@@ -5,6 +5,7 @@ import { LogHold, parseDevFlags } from "../local/cli/mod.ts";
 import {
   ConfigError,
   createLocalKeys,
+  defaultProjectConfig,
   EnvFileError,
   loadProjectConfig,
   parseEnvFile,
@@ -28,6 +29,7 @@ Deno.test("config.toml: functions, ports and defaults", () => {
     enabled: undefined,
     verifyJwt: false,
     entrypoint: "./x.ts",
+    importMap: undefined,
   });
   assert.equal(config.functions.b!.enabled, false);
 });
@@ -77,12 +79,7 @@ Deno.test("registry: skips _ folders and enabled = false, honours entrypoint and
 });
 
 Deno.test("registry: a function absent from config.toml gets the CLI default verify_jwt = true", async () => {
-  const specs = await discoverFunctions(FIXTURE_WORKDIR, {
-    file: "x",
-    apiPort: null,
-    dbPort: null,
-    functions: {},
-  });
+  const specs = await discoverFunctions(FIXTURE_WORKDIR, defaultProjectConfig("x"));
   assert.ok(specs.every((s) => s.verifyJwt));
   assert.ok(specs.some((s) => s.name === "disabled"));
   assert.ok(!specs.some((s) => s.name === "custom")); // no index.ts, no entrypoint
@@ -118,7 +115,7 @@ Deno.test("flags: defaults, overrides and bad values", () => {
   const d = parseDevFlags([], () => undefined);
   assert.equal(d.port, null);
   assert.equal(d.cron, true);
-  assert.equal(d.functionTimeoutMs, 150_000);
+  assert.equal(d.functionTimeoutMs, null); // config.toml [local.limits], else 150 s
   assert.equal(d.headTimeoutMs, 15_000);
   assert.equal(d.dbUrl, null);
   const o = parseDevFlags(

@@ -61,6 +61,40 @@ const cases: { name: string; change: Record<string, string>; failing: string[] }
     },
     failing: ["deno check hello standalone"],
   },
+  {
+    // The function's own deno.json (as `supabase functions new` writes it) is its import map.
+    name: "a function whose own deno.json maps its import",
+    change: {
+      "supabase/functions/hello/index.ts": `import { greeting } from "greeting";\n\n` +
+        `export default { fetch: () => new Response(greeting) };\n`,
+      "supabase/functions/hello/deno.json": JSON.stringify(
+        {
+          imports: { greeting: "../../../lib/greeting.ts" },
+        },
+        null,
+        2,
+      ) + "\n",
+    },
+    failing: [],
+  },
+  {
+    // config.toml's import_map wins over the function's deno.json, as in the CLI.
+    name: "a config.toml import_map that lacks the function's import",
+    change: {
+      "supabase/functions/hello/index.ts": `import { greeting } from "greeting";\n\n` +
+        `export default { fetch: () => new Response(greeting) };\n`,
+      "supabase/functions/hello/deno.json": JSON.stringify(
+        {
+          imports: { greeting: "../../../lib/greeting.ts" },
+        },
+        null,
+        2,
+      ) + "\n",
+      "supabase/functions/hello/other.json": JSON.stringify({ imports: {} }, null, 2) + "\n",
+      "supabase/config.toml": `[functions.hello]\nimport_map = "./functions/hello/other.json"\n`,
+    },
+    failing: ["deno check hello standalone"],
+  },
 ];
 
 for (const c of cases) {

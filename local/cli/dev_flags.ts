@@ -24,7 +24,10 @@ export interface DevOptions {
   cron: boolean;
   cronIntervalSeconds: number;
   envFiles: string[];
-  functionTimeoutMs: number;
+  /** 504 after this long without a response; null = config.toml [local.limits], else 150 s. */
+  functionTimeoutMs: number | null;
+  /** `--import-map <file>` (absolute): the import map of every function, over all others. */
+  importMap: string | null;
   /** A connection with no request in progress must send a complete request head within this. */
   headTimeoutMs: number;
   /** Project root (holds supabase/). */
@@ -53,6 +56,8 @@ function int(name: string, raw: string | undefined, min: number, max: number): n
   return n;
 }
 
+const seconds = (s: number | null) => s === null ? null : s * 1000;
+
 /** Usage text printed by `--help`. */
 export const DEV_USAGE = `deno task dev [flags]
   --port <n>               gateway port (default: config.toml [api] port, else 54321)
@@ -60,7 +65,9 @@ export const DEV_USAGE = `deno task dev [flags]
   --no-cron                do not call queue-worker on a schedule
   --cron-interval <s>      scheduler interval in seconds (default ${QUEUE_WORKER_INTERVAL_SECONDS})
   --env-file <path>        extra dotenv file for the functions (repeatable)
-  --function-timeout <s>   answer 504 when a function sends no response in time (default 150)
+  --function-timeout <s>   answer 504 when a function sends no response in time
+                           (default: config.toml [local.limits] request_idle_timeout_s, else 150)
+  --import-map <path>      import map (or deno.json) for every function, over config.toml's
   --head-timeout <s>       close a connection that sends no complete request head in time
                            (slow or idle clients; default ${HEAD_TIMEOUT_SECONDS})
   --no-watch               no hot reload
@@ -86,6 +93,7 @@ export function parseDevFlags(
         "cron-interval": { type: "string" },
         "env-file": { type: "string", multiple: true },
         "function-timeout": { type: "string" },
+        "import-map": { type: "string" },
         "head-timeout": { type: "string" },
         "no-watch": { type: "boolean" },
         verbose: { type: "boolean" },
@@ -107,8 +115,8 @@ export function parseDevFlags(
     cronIntervalSeconds: int("cron-interval", values["cron-interval"], 0.1, 86400) ??
       QUEUE_WORKER_INTERVAL_SECONDS,
     envFiles: (values["env-file"] ?? []).map((f) => resolve(f)),
-    functionTimeoutMs: (int("function-timeout", values["function-timeout"], 0.05, 3600) ?? 150) *
-      1000,
+    functionTimeoutMs: seconds(int("function-timeout", values["function-timeout"], 0.05, 3600)),
+    importMap: values["import-map"] ? resolve(values["import-map"]) : null,
     headTimeoutMs: (int("head-timeout", values["head-timeout"], 0.05, 3600) ??
       HEAD_TIMEOUT_SECONDS) * 1000,
     workdir,

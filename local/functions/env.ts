@@ -1,12 +1,13 @@
 /**
  * The environment each function process gets, as `supabase functions serve`
  * builds it (see docs/local-stack.md, "Environment the functions see"): the
- * project's URL, database and keys, then the user's `supabase/functions/.env`
- * and `--env-file` files. Nothing else of the developer's shell leaks in, so a
+ * project's URL, database and keys, then config.toml's `[edge_runtime.secrets]`,
+ * the user's `supabase/functions/.env` and `--env-file` files (later wins). Nothing else of the developer's shell leaks in, so a
  * function cannot come to depend on it.
  */
 import { join } from "node:path";
 import { type LocalKeys, publicJwks, readEnvFile } from "../project/mod.ts";
+import { WRITABLE_DIR } from "./sandbox.ts";
 
 /**
  * Host variables a function process needs to run at all: its cache (so npm
@@ -51,6 +52,8 @@ export interface FunctionEnvOptions {
   keys: LocalKeys;
   workdir: string;
   envFiles: string[];
+  /** `[edge_runtime.secrets]` as written; `env(NAME)` is read from the host environment. */
+  secrets?: Record<string, string>;
   hostEnv: (name: string) => string | undefined;
   log: (line: string) => void;
 }
@@ -62,10 +65,20 @@ export async function functionEnv(options: FunctionEnvOptions): Promise<Record<s
     const value = options.hostEnv(name);
     if (value !== undefined) env[name] = value;
   }
-  const user = {
-    ...await readEnvFile(join(options.workdir, "supabase", "functions", ".env")),
-  };
+  const user: Record<string, string> = {};
+  for (const [name, raw] of Object.entries(options.secrets ?? {})) {
+    const ref = /^env\((.+)\)$/.exec(raw.trim())?.[1];
+    const value = ref === undefined ? raw : options.hostEnv(ref);
+    if (value === undefined) {
+      options.log(`env: [edge_runtime.secrets] ${name} = "${raw}": ${ref} is not set; skipped`);
+      continue;
+    }
+    user[name] = value;
+  }
+  Object.assign(user, await readEnvFile(join(options.workdir, "supabase", "functions", ".env")));
   for (const file of options.envFiles) Object.assign(user, await readEnvFile(file, true));
+  // The hosted runtime's writable folder; Deno.makeTempDir() must land where writes are allowed.
+  for (const name of ["TMPDIR", "TMP", "TEMP"]) env[name] = WRITABLE_DIR;
   for (const [name, value] of Object.entries(user)) {
     // The platform reserves SUPABASE_*; the CLI skips such secrets too.
     if (name.startsWith("SUPABASE_")) {

@@ -7,7 +7,18 @@
  * listens on a private loopback port and tells the gateway that port with a
  * marker line on stdout. An import that throws exits with {@link IMPORT_FAILED}.
  */
+import { dirname } from "node:path";
 import { pathToFileURL } from "node:url";
+import {
+  type HostLimits,
+  LIMIT_EXIT,
+  LIMIT_MARKER,
+  measureCpu,
+  parseHostLimits,
+  watchLimits,
+} from "./host_limits.ts";
+import { EdgeRuntimeEmulation } from "./host_runtime.ts";
+import { installSandboxMessages, unreachableImportLine } from "./host_sandbox.ts";
 
 /** Printed on stdout, followed by the port, once the function listens. */
 export const READY_MARKER = "@@local-function-ready@@";
@@ -17,21 +28,6 @@ export const STOPPING_MARKER = "@@local-function-stopping@@";
 export const IMPORT_FAILED = 70;
 
 type Handler = (req: Request, info: Deno.ServeHandlerInfo) => Response | Promise<Response>;
-
-const pending = new Set<Promise<unknown>>();
-
-function installEdgeRuntime(): void {
-  // Hosted functions hand background work to EdgeRuntime.waitUntil; here the
-  // process outlives the response anyway, we only wait for it on shutdown.
-  (globalThis as Record<string, unknown>).EdgeRuntime = {
-    waitUntil(promise: Promise<unknown>) {
-      const tracked = Promise.resolve(promise).catch((error) => {
-        console.error("waitUntil task failed:", error);
-      }).finally(() => pending.delete(tracked));
-      pending.add(tracked);
-    },
-  };
-}
 
 function captureServe(): { handler: () => Handler | null } {
   let captured: Handler | null = null;
@@ -45,17 +41,15 @@ function captureServe(): { handler: () => Handler | null } {
   return { handler: () => captured };
 }
 
-async function main(): Promise<void> {
-  const [name, entrypoint] = Deno.args;
-  if (!name || !entrypoint) throw new Error("usage: local/functions/host.ts <name> <entrypoint>");
-  const serve = Deno.serve.bind(Deno) as typeof Deno.serve;
-  installEdgeRuntime();
+async function load(name: string, entrypoint: string): Promise<Handler> {
   const captured = captureServe();
   let mod: { default?: { fetch?: Handler } };
   try {
     mod = await import(pathToFileURL(entrypoint).href);
   } catch (error) {
-    console.error(`function "${name}" failed to load ${entrypoint}:`, error);
+    const line = unreachableImportLine(name, error, dirname(dirname(entrypoint)));
+    if (line) console.error(line);
+    else console.error(`function "${name}" failed to load ${entrypoint}:`, error);
     Deno.exit(IMPORT_FAILED);
   }
   const fetchFn = mod.default?.fetch;
@@ -64,24 +58,56 @@ async function main(): Promise<void> {
     console.error(`function "${name}": ${entrypoint} has no \`export default { fetch }\``);
     Deno.exit(IMPORT_FAILED);
   }
+  return handler;
+}
+
+async function main(): Promise<void> {
+  const [name, entrypoint, limitsArg] = Deno.args;
+  if (!name || !entrypoint) {
+    throw new Error("usage: local/functions/host.ts <name> <entrypoint> <limits json>");
+  }
+  const limits: HostLimits = parseHostLimits(limitsArg);
+  const serve = Deno.serve.bind(Deno) as typeof Deno.serve;
+  const runtime = new EdgeRuntimeEmulation();
+  runtime.install();
+  installSandboxMessages();
+  const handler = await load(name, entrypoint);
+  let inflight = 0;
+  const measured = measureCpu(name, limits, handler);
   const server = serve({
     hostname: "127.0.0.1",
     port: 0,
     onListen: ({ port }) => console.log(`${READY_MARKER}${port}`),
-  }, handler);
+  }, async (req, info) => {
+    inflight++;
+    try {
+      return await measured(req, info);
+    } finally {
+      inflight--;
+    }
+  });
   // The gateway holds our stdin open; EOF means it is gone, so do not linger as an orphan.
   (async () => {
     for await (const _ of Deno.stdin.readable) { /* nothing is sent */ }
     Deno.exit(0);
   })();
+  watchLimits(name, limits, runtime, () => inflight > 0 || runtime.pendingCount > 0, (
+    reason,
+    message,
+    quiet,
+  ) => {
+    console.log(`${LIMIT_MARKER}${JSON.stringify({ reason, message, quiet })}`);
+    Deno.exit(LIMIT_EXIT); // Deno dispatches unload
+  });
   let stopping = false;
   const stop = async () => {
     if (stopping) return;
     stopping = true;
     console.log(STOPPING_MARKER);
+    runtime.beforeunload("termination");
     // Finish in-flight requests and background work, as the runtime does on shutdown.
     await server.shutdown();
-    await Promise.allSettled([...pending]);
+    await runtime.settled();
     Deno.exit(0);
   };
   // SIGINT too: a Ctrl-C or a supervisor may signal the whole process group at once.

@@ -7,5 +7,18 @@
 export { functionEnv, type FunctionEnvOptions, PASSTHROUGH } from "./env.ts";
 export { type Acquired, FunctionPool } from "./pool.ts";
 export { FunctionProcess, type ProcessState, type SpawnOptions } from "./process.ts";
-export { discoverFunctions, type ServedFunction } from "./registry.ts";
+export {
+  discoverFunctions,
+  type DiscoverOptions,
+  sameSpec,
+  type ServedFunction,
+} from "./registry.ts";
+export {
+  ImportMapError,
+  importMapFlags,
+  type ImportMapSource,
+  type ResolvedImportMap,
+  resolveImportMap,
+} from "./import_map.ts";
+export { permissionFlags, readableDirs, sharedDirs, WRITABLE_DIR } from "./sandbox.ts";
 export { type Affected, affectedFunctions, watchForChanges } from "./watcher.ts";

@@ -3,7 +3,8 @@
  * crashed one on its next request, and hot-reloads by starting the new
  * process first and retiring the old one once its in-flight requests finish.
  */
-import type { ServedFunction } from "./registry.ts";
+import { sameSpec, type ServedFunction } from "./registry.ts";
+import type { FunctionLimits } from "../project/mod.ts";
 import { FunctionProcess, type SpawnOptions } from "./process.ts";
 
 /** The outcome of asking for a function's process. */
@@ -35,6 +36,16 @@ export class FunctionPool {
     const same = keys.length === Object.keys(current).length &&
       keys.every((k) => current[k] === env[k]);
     this.options.env = env;
+    return !same;
+  }
+
+  /** Sets the limits for processes started from now on; true when they changed. */
+  setLimits(limits: FunctionLimits): boolean {
+    const current = this.options.limits;
+    const same = (Object.keys(limits) as (keyof FunctionLimits)[]).every((k) =>
+      current[k] === limits[k]
+    );
+    this.options.limits = limits;
     return !same;
   }
 
@@ -84,8 +95,7 @@ export class FunctionPool {
     }
     for (const spec of specs) {
       const old = this.#specs.get(spec.name);
-      const changed = !old || old.entrypoint !== spec.entrypoint ||
-        old.verifyJwt !== spec.verifyJwt;
+      const changed = !old || !sameSpec(old, spec);
       this.#specs.set(spec.name, spec);
       if (changed || reload === "all" || reload.has(spec.name)) started.push(this.#spawn(spec));
     }
@@ -97,8 +107,8 @@ export class FunctionPool {
     const spec = this.#specs.get(name);
     if (!spec || this.#closed) return { kind: "unknown" };
     let process = this.#current.get(name)!;
-    if (process.state === "crashed" || process.state === "stopped") {
-      this.options.log(`[${name}] restarting`);
+    if (process.state === "crashed") this.options.log(`[${name}] restarting`);
+    if (process.state === "crashed" || process.state === "stopped" || process.retiring) {
       process = this.#spawn(spec);
     }
     try {

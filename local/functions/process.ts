@@ -5,8 +5,12 @@
  */
 import { join } from "node:path";
 import { waitAtMost } from "../common/mod.ts";
+import type { FunctionLimits } from "../project/mod.ts";
 import type { ServedFunction } from "./registry.ts";
 import { IMPORT_FAILED, READY_MARKER, STOPPING_MARKER } from "./host.ts";
+import { type HostLimits, LIMIT_EXIT, LIMIT_MARKER, RETIRING_MARKER } from "./host_limits.ts";
+import { importMapFlags } from "./import_map.ts";
+import { permissionFlags } from "./sandbox.ts";
 
 const HOST = join(import.meta.dirname!, "host.ts");
 
@@ -17,9 +21,38 @@ export type ProcessState = "starting" | "ready" | "failed" | "crashed" | "stoppe
 export interface SpawnOptions {
   env: Record<string, string>;
   cwd: string;
-  /** deno.json to use when the workdir has none (npm packages resolve through it). */
-  configFile: string | null;
+  /** The hosted runtime's limits (config.toml `[local.limits]`, else the platform's). */
+  limits: FunctionLimits;
   log: (line: string) => void;
+}
+
+/** V8 reports a heap it could not grow with one of these (then a dump, then it aborts). */
+const V8_OUT_OF_MEMORY =
+  /^<--- Last few GCs --->|Reached heap limit|JavaScript heap out of memory|Fatal JavaScript out of memory|Fatal process out of memory/;
+
+/** The `deno run` arguments of one function process (import map, permissions, memory cap). */
+export function functionArgs(spec: ServedFunction, limits: FunctionLimits): string[] {
+  const host: HostLimits = {
+    memoryMb: limits.memoryMb,
+    wallClockMs: limits.wallClockMs,
+    cpuMsPerRequest: limits.cpuMsPerRequest,
+  };
+  return [
+    "run",
+    "--quiet",
+    ...importMapFlags(spec.importMap),
+    ...permissionFlags({
+      functionDir: spec.dir,
+      entrypoint: spec.entrypoint,
+      sharedDirs: spec.sharedDirs,
+    }),
+    // V8's own cap on the heap; the host samples heap + external against the same limit.
+    `--v8-flags=--max-old-space-size=${limits.memoryMb}`,
+    HOST,
+    spec.name,
+    spec.entrypoint,
+    JSON.stringify(host),
+  ];
 }
 
 /** The process exited before it listened (module threw at import, bad entrypoint). */
@@ -40,13 +73,12 @@ export class FunctionProcess {
   readonly #child: Deno.ChildProcess;
   readonly #tail: string[] = [];
   #idle: (() => void)[] = [];
+  /** Near its wall clock: new requests should go to a new process. */
+  retiring = false;
 
   constructor(readonly spec: ServedFunction, options: SpawnOptions) {
-    const args = ["run", "-A", "--quiet"];
-    if (options.configFile) args.push("--config", options.configFile);
-    args.push(HOST, spec.name, spec.entrypoint);
     this.#child = new Deno.Command(Deno.execPath(), {
-      args,
+      args: functionArgs(spec, options.limits),
       cwd: options.cwd,
       env: options.env,
       clearEnv: true,
@@ -63,9 +95,29 @@ export class FunctionProcess {
     this.ready.catch(() => {}); // observed by callers; never an unhandled rejection
     const prefix = `[${spec.name}] `;
     let stopRequested = false;
+    let limit: { reason: string; message: string; quiet: boolean } | null = null;
+    let outOfMemory = false;
     const onLine = (line: string) => {
       if (line === STOPPING_MARKER) {
         stopRequested = true;
+        return;
+      }
+      if (line === RETIRING_MARKER) {
+        this.retiring = true;
+        return;
+      }
+      if (line.startsWith(LIMIT_MARKER)) {
+        limit = JSON.parse(line.slice(LIMIT_MARKER.length));
+        if (!limit!.quiet) options.log(prefix + limit!.message);
+        return;
+      }
+      if (outOfMemory) return; // V8's stack dump after the line below says nothing more
+      if (V8_OUT_OF_MEMORY.test(line)) {
+        outOfMemory = true;
+        options.log(
+          `${prefix}function "${spec.name}" exceeded the memory limit (V8 heap capped at ` +
+            `${options.limits.memoryMb} MB): worker ended, as the hosted runtime ends it`,
+        );
         return;
       }
       if (line.startsWith(READY_MARKER)) {
@@ -90,6 +142,9 @@ export class FunctionProcess {
         const why = status.code === IMPORT_FAILED ? "its module failed to load" : "it exited";
         options.log(`${prefix}failed to start: ${why} (exit code ${status.code})`);
         onFail(new FunctionStartError(spec.name, this.#tail.join("\n")));
+      } else if (wasReady && (limit || outOfMemory)) {
+        // Already said why (or nothing to say: an idle worker past its wall clock).
+        this.state = status.code === LIMIT_EXIT && limit?.quiet ? "stopped" : "crashed";
       } else if (wasReady && stopRequested) {
         // Asked to stop (by us or by a signal to the whole group): a normal end, not news.
         this.state = "stopped";

@@ -1,11 +1,17 @@
 /**
  * Reads `supabase/config.toml` the way the local stack needs it: the API and
- * database ports and the `[functions.<name>]` tables (`enabled`, `verify_jwt`,
- * `entrypoint`). A malformed file stops start-up with its path, line and column.
+ * database ports, the `[functions.<name>]` tables (`enabled`, `verify_jwt`,
+ * `entrypoint`, `import_map`), `[edge_runtime]` (`policy`, `secrets`) and the
+ * local stack's own `[local.limits]` (limits.ts). A malformed file stops
+ * start-up with its path, line and column.
  */
 import { join } from "node:path";
 import { parse, TomlError } from "npm:smol-toml@1";
 import { errorMessage } from "../common/mod.ts";
+import { bool, ConfigError, str, table } from "./config_values.ts";
+import { type FunctionLimits, parseLimits, PLATFORM_LIMITS } from "./limits.ts";
+
+export { ConfigError } from "./config_values.ts";
 
 /** The `[functions.<name>]` settings the local gateway honours. */
 export interface FunctionConfig {
@@ -13,6 +19,16 @@ export interface FunctionConfig {
   verifyJwt?: boolean;
   /** As written in config.toml: relative to the `supabase` folder. */
   entrypoint?: string;
+  /** As written in config.toml: relative to the `supabase` folder (a deno.json or an import map). */
+  importMap?: string;
+}
+
+/** `[edge_runtime]`: how the CLI's runtime serves functions. */
+export interface EdgeRuntimeConfig {
+  /** Only `per_worker` is served locally; `oneshot` is refused at load (see {@link parseProjectConfig}). */
+  policy: "per_worker";
+  /** `[edge_runtime.secrets]`, `env(NAME)` references kept as written (resolved by the functions' env). */
+  secrets: Record<string, string>;
 }
 
 /** The parts of config.toml the local stack uses. */
@@ -21,35 +37,9 @@ export interface ProjectConfig {
   apiPort: number | null;
   dbPort: number | null;
   functions: Record<string, FunctionConfig>;
-}
-
-/** config.toml could not be read or has a wrong value; names the file and, when known, line. */
-export class ConfigError extends Error {
-  constructor(
-    readonly file: string,
-    readonly detail: string,
-    readonly line?: number,
-    readonly column?: number,
-  ) {
-    super(`${file}${line ? `:${line}:${column ?? 1}` : ""}: ${detail}`);
-    this.name = "ConfigError";
-  }
-}
-
-function table(value: unknown): Record<string, unknown> {
-  return value && typeof value === "object" && !Array.isArray(value)
-    ? value as Record<string, unknown>
-    : {};
-}
-
-function bool(file: string, where: string, value: unknown): boolean | undefined {
-  if (value === undefined || typeof value === "boolean") return value;
-  throw new ConfigError(file, `${where} must be true or false`);
-}
-
-function str(file: string, where: string, value: unknown): string | undefined {
-  if (value === undefined || typeof value === "string") return value;
-  throw new ConfigError(file, `${where} must be a string`);
+  edgeRuntime: EdgeRuntimeConfig;
+  /** The hosted runtime's limits, as the local stack applies them. */
+  limits: FunctionLimits;
 }
 
 function port(file: string, where: string, value: unknown): number | null {
@@ -80,6 +70,7 @@ export function parseProjectConfig(text: string, file: string): ProjectConfig {
       enabled: bool(file, `${where} enabled`, t.enabled),
       verifyJwt: bool(file, `${where} verify_jwt`, t.verify_jwt),
       entrypoint: str(file, `${where} entrypoint`, t.entrypoint),
+      importMap: str(file, `${where} import_map`, t.import_map),
     };
   }
   return {
@@ -87,6 +78,39 @@ export function parseProjectConfig(text: string, file: string): ProjectConfig {
     apiPort: port(file, "[api] port", table(doc.api).port),
     dbPort: port(file, "[db] port", table(doc.db).port),
     functions,
+    edgeRuntime: parseEdgeRuntime(file, table(doc.edge_runtime)),
+    limits: parseLimits(file, table(table(doc.local).limits)),
+  };
+}
+
+function parseEdgeRuntime(file: string, t: Record<string, unknown>): EdgeRuntimeConfig {
+  const policy = str(file, "[edge_runtime] policy", t.policy) ?? "per_worker";
+  if (policy === "oneshot") {
+    throw new ConfigError(
+      file,
+      `[edge_runtime] policy = "oneshot" is not supported by deno task dev (it serves ` +
+        `per_worker: one process per function, hot reload on); set policy = "per_worker"`,
+    );
+  }
+  if (policy !== "per_worker") {
+    throw new ConfigError(file, `[edge_runtime] policy must be "per_worker" or "oneshot"`);
+  }
+  const secrets: Record<string, string> = {};
+  for (const [name, value] of Object.entries(table(t.secrets))) {
+    secrets[name] = str(file, `[edge_runtime.secrets] ${name}`, value)!;
+  }
+  return { policy, secrets };
+}
+
+/** What a project without config.toml gets. */
+export function defaultProjectConfig(file: string): ProjectConfig {
+  return {
+    file,
+    apiPort: null,
+    dbPort: null,
+    functions: {},
+    edgeRuntime: { policy: "per_worker", secrets: {} },
+    limits: { ...PLATFORM_LIMITS },
   };
 }
 
@@ -98,7 +122,7 @@ export async function loadProjectConfig(workdir: string): Promise<ProjectConfig>
     text = await Deno.readTextFile(file);
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) {
-      return { file, apiPort: null, dbPort: null, functions: {} };
+      return defaultProjectConfig(file);
     }
     throw new ConfigError(file, `cannot read: ${errorMessage(error)}`);
   }

@@ -7,3 +7,4 @@ export * from "./env_file.ts";
 export * from "./keys.ts";
 export * from "./port_check.ts";
 export * from "./root.ts";
+export * from "./limits.ts";
