@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { createAuthenticator } from "../supabase/functions/_shared/auth.ts";
-import { readEnv } from "../supabase/functions/_shared/env.ts";
+import { readEnv } from "../supabase/functions/_shared/core/env.ts";
 import { HttpError } from "../supabase/functions/_shared/errors.ts";
 import { makeKey, makeProject, signToken } from "./_harness/keys.ts";
 import { serve } from "./_harness/server.ts";

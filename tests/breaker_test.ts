@@ -19,7 +19,7 @@ import {
   CircuitBreaker,
 } from "../supabase/functions/_shared/circuit_breaker.ts";
 import { defineFunction } from "../supabase/functions/_shared/function.ts";
-import { readEnv } from "../supabase/functions/_shared/env.ts";
+import { readEnv } from "../supabase/functions/_shared/core/env.ts";
 import { HttpError, problemResponse } from "../supabase/functions/_shared/errors.ts";
 import { serve } from "./_harness/server.ts";
 

@@ -12,7 +12,7 @@ import {
   parseIp,
   UNKNOWN_IP,
 } from "../supabase/functions/_shared/client_ip.ts";
-import { readEnv } from "../supabase/functions/_shared/env.ts";
+import { readEnv } from "../supabase/functions/_shared/core/env.ts";
 
 Deno.test("parseIp: valid addresses normalised, every other shape refused", () => {
   const valid: [string, string][] = [

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import fc from "npm:fast-check@4";
 import { z } from "npm:zod@4";
 import { BreakerRegistry } from "../supabase/functions/_shared/breaker_registry.ts";
-import { createLogger } from "../supabase/functions/_shared/log.ts";
+import { createLogger } from "../supabase/functions/_shared/core/log.ts";
 import { enqueueMany } from "../supabase/functions/_shared/queue/enqueue.ts";
 import {
   type BackoffPolicy,

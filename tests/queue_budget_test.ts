@@ -9,8 +9,8 @@ import assert from "node:assert/strict";
 import fc from "npm:fast-check@4";
 import { z } from "npm:zod@4";
 import { defineFunction } from "../supabase/functions/_shared/function.ts";
-import { readEnv } from "../supabase/functions/_shared/env.ts";
-import { createLogger } from "../supabase/functions/_shared/log.ts";
+import { readEnv } from "../supabase/functions/_shared/core/env.ts";
+import { createLogger } from "../supabase/functions/_shared/core/log.ts";
 import { enqueue, enqueueMany } from "../supabase/functions/_shared/queue/enqueue.ts";
 import {
   defineJob,

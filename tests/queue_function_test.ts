@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { z } from "npm:zod@4";
 import { defineFunction } from "../supabase/functions/_shared/function.ts";
-import { readEnv } from "../supabase/functions/_shared/env.ts";
+import { readEnv } from "../supabase/functions/_shared/core/env.ts";
 import { enqueueMany } from "../supabase/functions/_shared/queue/enqueue.ts";
 import { defineJob, jobRegistry } from "../supabase/functions/_shared/queue/job.ts";
 import { runWorker } from "../supabase/functions/_shared/queue/worker.ts";

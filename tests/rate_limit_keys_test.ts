@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import postgres from "npm:postgres@3";
 import fc from "npm:fast-check@4";
-import { isDataError, sqlState } from "../supabase/functions/_shared/db.ts";
+import { isDataError, sqlState } from "../supabase/functions/_shared/core/db.ts";
 import {
   isStoreOutage,
   MAX_PLAIN_KEY_BYTES,

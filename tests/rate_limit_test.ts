@@ -6,8 +6,8 @@ import assert from "node:assert/strict";
 import postgres from "npm:postgres@3";
 import { z } from "npm:zod@4";
 import { defineFunction } from "../supabase/functions/_shared/function.ts";
-import { createDatabase } from "../supabase/functions/_shared/db.ts";
-import { readEnv } from "../supabase/functions/_shared/env.ts";
+import { createDatabase } from "../supabase/functions/_shared/core/db.ts";
+import { readEnv } from "../supabase/functions/_shared/core/env.ts";
 import { rateLimit, type RateLimitRule } from "../supabase/functions/_shared/rate_limit.ts";
 import {
   createRateLimiter,

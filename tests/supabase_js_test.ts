@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { createClient, FunctionsHttpError } from "npm:@supabase/supabase-js@2";
 import { defineFunction } from "../supabase/functions/_shared/function.ts";
-import { readEnv } from "../supabase/functions/_shared/env.ts";
+import { readEnv } from "../supabase/functions/_shared/core/env.ts";
 import { apiSpec } from "../supabase/functions/api/index.ts";
 import { makeProject, signToken } from "./_harness/keys.ts";
 import { serve } from "./_harness/server.ts";

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import fc from "npm:fast-check@4";
-import { readEnv } from "../supabase/functions/_shared/env.ts";
+import { readEnv } from "../supabase/functions/_shared/core/env.ts";
 import { jobRow } from "../supabase/functions/_shared/queue/enqueue.ts";
 import { JobPayloadError } from "../supabase/functions/_shared/queue/errors.ts";
 import { jobRegistry } from "../supabase/functions/_shared/queue/job.ts";

@@ -16,7 +16,7 @@
  * prepared statements).
  */
 import { z } from "npm:zod@4";
-import { createDatabase } from "../../supabase/functions/_shared/db.ts";
+import { createDatabase } from "../../supabase/functions/_shared/core/db.ts";
 import { enqueueMany } from "../../supabase/functions/_shared/queue/enqueue.ts";
 import { defineJob, jobRegistry } from "../../supabase/functions/_shared/queue/job.ts";
 import { runWorker } from "../../supabase/functions/_shared/queue/worker.ts";

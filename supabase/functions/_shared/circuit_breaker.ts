@@ -15,7 +15,7 @@ import {
   type FailureClassifier,
   type ResultClassifier,
 } from "./breaker_errors.ts";
-import { deadlines, DeadlineSignals } from "./deadline_signal.ts";
+import { deadlines, DeadlineSignals } from "./core/time.ts";
 import { type TripCounter, tripCounter, type TripPolicy } from "./breaker_policy.ts";
 
 /** Where an open state came from: this isolate's own calls, or the shared store. */

@@ -29,8 +29,8 @@ import {
 import { readJsonBody } from "./body.ts";
 import { clientIp } from "./client_ip.ts";
 import { corsPolicy, preflightHeaders, withCors } from "./cors.ts";
-import { createDatabase, type Database, databaseError } from "./db.ts";
-import { type Env, readEnv } from "./env.ts";
+import { createDatabase, type Database, databaseError } from "./core/db.ts";
+import { type Env, readEnv } from "./core/env.ts";
 import { HttpError, problemResponse, toHttpError } from "./errors.ts";
 import { circuitOpenHttpError } from "./breaker_http.ts";
 import { createRateLimiter } from "./rate_limit_http.ts";
@@ -40,8 +40,8 @@ import {
   LIVE,
   postgresCheck,
   type ReadinessCheck,
-} from "./health.ts";
-import { createLogger, errorFields, type Logger } from "./log.ts";
+} from "./core/readiness.ts";
+import { createLogger, errorFields, type Logger } from "./core/log.ts";
 import {
   type ActionDef,
   compileRoutes,

@@ -13,10 +13,10 @@ export {
 export { action, type HandlerContext, type RateLimitPolicy, route } from "./router.ts";
 export { type AuthContext, type AuthMode } from "./auth.ts";
 export { HttpError } from "./errors.ts";
-export { type Env, readEnv } from "./env.ts";
-export { createDatabase, type Database } from "./db.ts";
-export { createLogger, type Logger } from "./log.ts";
-export { type CheckResult, type ReadinessCheck } from "./health.ts";
+export { type Env, readEnv } from "./core/env.ts";
+export { createDatabase, type Database } from "./core/db.ts";
+export { createLogger, type Logger } from "./core/log.ts";
+export { type CheckResult, type ReadinessCheck } from "./core/readiness.ts";
 export { CircuitBreaker } from "./circuit_breaker.ts";
 export { BreakerRegistry } from "./breaker_registry.ts";
 export { breakerReadiness, circuitOpenHttpError } from "./breaker_http.ts";

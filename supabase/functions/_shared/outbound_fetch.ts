@@ -13,7 +13,7 @@
  */
 import { BreakerTimeoutError, CircuitOpenError } from "./breaker_errors.ts";
 import type { CircuitBreaker } from "./circuit_breaker.ts";
-import { deadlines, isDeadlineReason } from "./deadline_signal.ts";
+import { deadlines, isDeadlineReason } from "./core/time.ts";
 
 /** Options of {@link outboundFetch}. */
 export interface OutboundOptions {

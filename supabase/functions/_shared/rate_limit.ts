@@ -10,7 +10,7 @@
 import type { Sql } from "npm:postgres@3";
 import { defaultIsFailure } from "./breaker_errors.ts";
 import { CircuitBreaker } from "./circuit_breaker.ts";
-import { isDataError, sqlState } from "./db.ts";
+import { isDataError, sqlState } from "./core/db.ts";
 
 /** A limit: `limit` units per `periodSeconds`, bursts of up to `limit`. */
 export interface RateLimitRule {

@@ -6,7 +6,7 @@
  * export default defineFunction(spec, { rateLimiter: createRateLimiter(db) });
  */
 import { ipBucket } from "./client_ip.ts";
-import type { Database } from "./db.ts";
+import type { Database } from "./core/db.ts";
 import { HttpError } from "./errors.ts";
 import type { RateLimiter } from "./function.ts";
 import {

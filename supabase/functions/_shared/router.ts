@@ -6,10 +6,10 @@
  */
 import type { z } from "npm:zod@4";
 import type { AuthContext, AuthMode } from "./auth.ts";
-import type { Database } from "./db.ts";
-import type { Env } from "./env.ts";
+import type { Database } from "./core/db.ts";
+import type { Env } from "./core/env.ts";
 import { type FieldError, HttpError } from "./errors.ts";
-import type { Logger } from "./log.ts";
+import type { Logger } from "./core/log.ts";
 
 /** A rate limit declared on a function, action or route (enforced by `deps.rateLimiter`). */
 export interface RateLimitPolicy {

@@ -4,12 +4,12 @@
  * the handler throws or returns: every path ends in an outcome the worker
  * acknowledges in its next batch.
  */
-import { describeError, isInstance, safeGet } from "./describe_error.ts";
+import { describeError, isInstance, safeGet } from "../core/errors.ts";
 import { DeferJobError, JobTimeoutError, PermanentJobError, WorkerBudgetError } from "./errors.ts";
 import { JOB_DEFAULTS, type JobDefinition, type JobRegistry } from "./job.ts";
 import { effectiveMaxAttempts } from "./retry_policy.ts";
 
-export { describeError } from "./describe_error.ts";
+export { describeError } from "../core/errors.ts";
 
 /** A job as `queue.claim` / `queue.ack_and_claim` return it. */
 export interface ClaimedJob {

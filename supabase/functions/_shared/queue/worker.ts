@@ -16,7 +16,7 @@
  * const summary = await runWorker({ sql, registry, budgetMs: 50_000 });
  */
 import type { Sql } from "npm:postgres@3";
-import { createLogger, type Logger } from "../log.ts";
+import { createLogger, type Logger } from "../core/log.ts";
 import type { JobRegistry } from "./job.ts";
 import { JOB_DEFAULTS } from "./job.ts";
 import { ackAndClaim, completeJobs, extendLease, type FailedJob, failJobs } from "./queue_sql.ts";

@@ -5,7 +5,7 @@
  * a shutdown stopped them). Kept apart from the loop, which stays about claims.
  */
 import type { Sql } from "npm:postgres@3";
-import type { Logger } from "../log.ts";
+import type { Logger } from "../core/log.ts";
 import { type FailedJob, type FailResult, releaseJobs } from "./queue_sql.ts";
 import type { ClaimedJob, HandBackReason } from "./run_job.ts";
 
