@@ -7,7 +7,10 @@
  */
 import assert from "node:assert/strict";
 import { verifyAuth } from "npm:@supabase/server@1/core";
-import { type AuthMode, createAuthenticator } from "../supabase/functions/_shared/auth.ts";
+import {
+  type AuthMode,
+  createAuthenticator,
+} from "../supabase/functions/_shared/auth/authenticate.ts";
 import { readEnv } from "../supabase/functions/_shared/core/env.ts";
 import { makeProject, signToken, unsecuredToken } from "./_harness/keys.ts";
 

@@ -5,9 +5,9 @@
  * JWTs, named secret keys.
  */
 import assert from "node:assert/strict";
-import { createAuthenticator } from "../supabase/functions/_shared/auth.ts";
+import { createAuthenticator } from "../supabase/functions/_shared/auth/authenticate.ts";
 import { readEnv } from "../supabase/functions/_shared/core/env.ts";
-import { HttpError } from "../supabase/functions/_shared/errors.ts";
+import { HttpError } from "../supabase/functions/_shared/http/problem.ts";
 import { makeKey, makeProject, signToken } from "./_harness/keys.ts";
 import { serve } from "./_harness/server.ts";
 

@@ -8,12 +8,12 @@ import postgres from "npm:postgres@3";
 import {
   postgresBreakerStore,
   SharedBreakerState,
-} from "../supabase/functions/_shared/breaker_store.ts";
+} from "../supabase/functions/_shared/resilience/breaker/shared_state.ts";
 import {
   type BreakerState,
   CircuitBreaker,
-} from "../supabase/functions/_shared/circuit_breaker.ts";
-import { CircuitOpenError } from "../supabase/functions/_shared/breaker_errors.ts";
+} from "../supabase/functions/_shared/resilience/breaker/circuit_breaker.ts";
+import { CircuitOpenError } from "../supabase/functions/_shared/resilience/breaker/errors.ts";
 import { freePort, freshDatabase } from "./_harness/database.ts";
 
 const CHILD = new URL("./breaker_child.ts", import.meta.url).pathname;

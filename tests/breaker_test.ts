@@ -8,19 +8,19 @@ import assert from "node:assert/strict";
 import {
   BreakerTimeoutError,
   CircuitOpenError,
-} from "../supabase/functions/_shared/breaker_errors.ts";
+} from "../supabase/functions/_shared/resilience/breaker/errors.ts";
 import {
   breakerReadiness,
   circuitOpenHttpError,
-} from "../supabase/functions/_shared/breaker_http.ts";
-import { BreakerRegistry } from "../supabase/functions/_shared/breaker_registry.ts";
+} from "../supabase/functions/_shared/resilience/breaker/readiness.ts";
+import { BreakerRegistry } from "../supabase/functions/_shared/resilience/breaker/registry.ts";
 import {
   type BreakerOptions,
   CircuitBreaker,
-} from "../supabase/functions/_shared/circuit_breaker.ts";
-import { defineFunction } from "../supabase/functions/_shared/function.ts";
+} from "../supabase/functions/_shared/resilience/breaker/circuit_breaker.ts";
+import { defineFunction } from "../supabase/functions/_shared/http/define_function.ts";
 import { readEnv } from "../supabase/functions/_shared/core/env.ts";
-import { HttpError, problemResponse } from "../supabase/functions/_shared/errors.ts";
+import { HttpError, problemResponse } from "../supabase/functions/_shared/http/problem.ts";
 import { serve } from "./_harness/server.ts";
 
 class Clock {

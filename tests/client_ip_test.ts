@@ -11,7 +11,7 @@ import {
   ipBucket,
   parseIp,
   UNKNOWN_IP,
-} from "../supabase/functions/_shared/client_ip.ts";
+} from "../supabase/functions/_shared/resilience/rate_limit/client_ip.ts";
 import { readEnv } from "../supabase/functions/_shared/core/env.ts";
 
 Deno.test("parseIp: valid addresses normalised, every other shape refused", () => {

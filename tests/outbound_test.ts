@@ -7,9 +7,12 @@ import assert from "node:assert/strict";
 import {
   BreakerTimeoutError,
   CircuitOpenError,
-} from "../supabase/functions/_shared/breaker_errors.ts";
-import { CircuitBreaker } from "../supabase/functions/_shared/circuit_breaker.ts";
-import { outboundFetch, parseRetryAfter } from "../supabase/functions/_shared/outbound_fetch.ts";
+} from "../supabase/functions/_shared/resilience/breaker/errors.ts";
+import { CircuitBreaker } from "../supabase/functions/_shared/resilience/breaker/circuit_breaker.ts";
+import {
+  outboundFetch,
+  parseRetryAfter,
+} from "../supabase/functions/_shared/resilience/outbound_fetch.ts";
 import { serve } from "./_harness/server.ts";
 
 /** A dependency answering from a script of responses (the last one repeats). */

@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import fc from "npm:fast-check@4";
 import { z } from "npm:zod@4";
-import { defineFunction } from "../supabase/functions/_shared/function.ts";
+import { defineFunction } from "../supabase/functions/_shared/http/define_function.ts";
 import { readEnv } from "../supabase/functions/_shared/core/env.ts";
 import { createLogger } from "../supabase/functions/_shared/core/log.ts";
 import { enqueue, enqueueMany } from "../supabase/functions/_shared/queue/enqueue.ts";

@@ -14,8 +14,8 @@ import {
   type RateLimitRule,
   storeBreaker,
   storedKey,
-} from "../supabase/functions/_shared/rate_limit.ts";
-import { BreakerTimeoutError } from "../supabase/functions/_shared/breaker_errors.ts";
+} from "../supabase/functions/_shared/resilience/rate_limit/decision.ts";
+import { BreakerTimeoutError } from "../supabase/functions/_shared/resilience/breaker/errors.ts";
 import { freePort, freshDatabase } from "./_harness/database.ts";
 
 /** What an attacker controls in a key: any string, any length, any code unit. */

@@ -1,11 +1,11 @@
 /** Unit tests of the small _shared modules, with real Requests and Responses. */
 import assert from "node:assert/strict";
-import { readBodyBytes, readJsonBody } from "../supabase/functions/_shared/body.ts";
+import { readBodyBytes, readJsonBody } from "../supabase/functions/_shared/http/body.ts";
 import { corsHeaders as supabaseCors } from "npm:@supabase/supabase-js@2/cors";
-import { ALLOWED_HEADERS, corsPolicy } from "../supabase/functions/_shared/cors.ts";
+import { ALLOWED_HEADERS, corsPolicy } from "../supabase/functions/_shared/http/cors.ts";
 import { EnvError, readEnv } from "../supabase/functions/_shared/core/env.ts";
-import { HttpError, problemResponse } from "../supabase/functions/_shared/errors.ts";
-import { defineFunction } from "../supabase/functions/_shared/function.ts";
+import { HttpError, problemResponse } from "../supabase/functions/_shared/http/problem.ts";
+import { defineFunction } from "../supabase/functions/_shared/http/define_function.ts";
 import { createLogger } from "../supabase/functions/_shared/core/log.ts";
 
 const status = async (p: Promise<unknown>) => {

@@ -11,7 +11,7 @@ import {
   assertPublicUrl,
   DnsLookupError,
   isPrivateAddress,
-} from "../supabase/functions/_shared/queue/ssrf.ts";
+} from "../supabase/functions/_shared/queue/jobs/ssrf.ts";
 
 /** Outcome of the guard for `url`: "blocked", "allowed", or the error class name. */
 async function verdict(url: string, resolved: string[] = ["93.184.215.14"]): Promise<string> {

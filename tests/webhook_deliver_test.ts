@@ -10,7 +10,10 @@ import { jobRow } from "../supabase/functions/_shared/queue/enqueue.ts";
 import { JobPayloadError } from "../supabase/functions/_shared/queue/errors.ts";
 import { jobRegistry } from "../supabase/functions/_shared/queue/job.ts";
 import { runWorker } from "../supabase/functions/_shared/queue/worker.ts";
-import { webhookDeliverJob, webhookPayload } from "../supabase/functions/_shared/queue/webhook.ts";
+import {
+  webhookDeliverJob,
+  webhookPayload,
+} from "../supabase/functions/_shared/queue/jobs/webhook.ts";
 import { jobDefinitions } from "../supabase/functions/queue-worker/jobs.ts";
 import { freshDatabase } from "./_harness/database.ts";
 import { serve } from "./_harness/server.ts";

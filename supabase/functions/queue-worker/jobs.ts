@@ -4,7 +4,7 @@
  */
 import { z } from "npm:zod@4";
 import { defineJob, type JobDefinition } from "../_shared/queue/job.ts";
-import { webhookDeliverJob, type WebhookDeps } from "../_shared/queue/webhook.ts";
+import { webhookDeliverJob, type WebhookDeps } from "../_shared/queue/jobs/webhook.ts";
 
 /** Example consumer of the outbox trigger on public.notes (migration *_queue_outbox.sql). */
 export const notesChanged = defineJob({

@@ -4,8 +4,8 @@
  * `asUser`, which runs a transaction as the caller so RLS scopes the rows.
  */
 import type { Sql, TransactionSql } from "npm:postgres@3";
-import type { AuthContext } from "../auth.ts";
-import { HttpError } from "../errors.ts";
+import type { AuthContext } from "../auth/authenticate.ts";
+import { HttpError } from "../http/problem.ts";
 
 export type { Sql, TransactionSql };
 

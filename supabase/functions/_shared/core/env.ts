@@ -2,8 +2,8 @@
  * The one module that reads the environment (DESIGN §4.1). Everything else gets
  * an {@link Env} through its `deps`, so tests pass their own values.
  */
-import type { ClientIpPolicy } from "../client_ip.ts";
-import { HttpError } from "../errors.ts";
+import type { ClientIpPolicy } from "../resilience/rate_limit/client_ip.ts";
+import { HttpError } from "../http/problem.ts";
 
 /** Validated configuration of a function. */
 export interface Env {

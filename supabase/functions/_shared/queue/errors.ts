@@ -2,7 +2,7 @@
  * Errors of the job queue. A handler throws {@link PermanentJobError} to say
  * "retrying cannot help"; anything else it throws is retried with backoff.
  */
-import { type FieldError, HttpError } from "../errors.ts";
+import { type FieldError, HttpError } from "../http/problem.ts";
 
 /** Thrown by a handler: dead-letter the job now, do not retry. */
 export class PermanentJobError extends Error {

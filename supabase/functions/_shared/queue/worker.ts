@@ -19,7 +19,7 @@ import type { Sql } from "npm:postgres@3";
 import { createLogger, type Logger } from "../core/log.ts";
 import type { JobRegistry } from "./job.ts";
 import { JOB_DEFAULTS } from "./job.ts";
-import { ackAndClaim, completeJobs, extendLease, type FailedJob, failJobs } from "./queue_sql.ts";
+import { ackAndClaim, completeJobs, extendLease, type FailedJob, failJobs } from "./sql.ts";
 import { effectiveMaxAttempts, retryWindow } from "./retry_policy.ts";
 import {
   type ClaimedJob,

@@ -12,7 +12,7 @@
  * Limit: the name is resolved here and again by fetch; a DNS answer that changes
  * in between (rebinding) is not caught. Egress rules are the complete defence.
  */
-import { PermanentJobError } from "./errors.ts";
+import { PermanentJobError } from "../errors.ts";
 import { isPrivateAddress, parseV4 } from "./private_address.ts";
 
 export { isPrivateAddress } from "./private_address.ts";

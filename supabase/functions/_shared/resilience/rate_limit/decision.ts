@@ -8,9 +8,9 @@
  * if (!d.allowed) throw rateLimitedError(d, policy);
  */
 import type { Sql } from "npm:postgres@3";
-import { defaultIsFailure } from "./breaker_errors.ts";
-import { CircuitBreaker } from "./circuit_breaker.ts";
-import { isDataError, sqlState } from "./core/db.ts";
+import { defaultIsFailure } from "../breaker/errors.ts";
+import { CircuitBreaker } from "../breaker/circuit_breaker.ts";
+import { isDataError, sqlState } from "../../core/db.ts";
 
 /** A limit: `limit` units per `periodSeconds`, bursts of up to `limit`. */
 export interface RateLimitRule {

@@ -14,9 +14,9 @@ import {
   defaultIsFailureResult,
   type FailureClassifier,
   type ResultClassifier,
-} from "./breaker_errors.ts";
-import { deadlines, DeadlineSignals } from "./core/time.ts";
-import { type TripCounter, tripCounter, type TripPolicy } from "./breaker_policy.ts";
+} from "./errors.ts";
+import { deadlines, DeadlineSignals } from "../../core/time.ts";
+import { type TripCounter, tripCounter, type TripPolicy } from "./policy.ts";
 
 /** Where an open state came from: this isolate's own calls, or the shared store. */
 export type OpenSource = "local" | "shared";

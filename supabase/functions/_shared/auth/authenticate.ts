@@ -5,8 +5,8 @@
  * present but invalid is rejected, never downgraded to a weaker mode.
  */
 import { ApiKeySet } from "./api_keys.ts";
-import type { Env } from "./core/env.ts";
-import { HttpError } from "./errors.ts";
+import type { Env } from "../core/env.ts";
+import { HttpError } from "../http/problem.ts";
 import { JwksKeyStore } from "./jwks.ts";
 import { InvalidTokenError, type JwtClaims, JwtVerifier } from "./verify_jwt.ts";
 

@@ -7,11 +7,11 @@
  * Headers that cannot or must not be sent fail the schema (`invalid_payload`).
  */
 import { z } from "npm:zod@4";
-import { BreakerRegistry } from "../breaker_registry.ts";
-import { CircuitOpenError } from "../breaker_errors.ts";
-import { DeferJobError, PermanentJobError } from "./errors.ts";
-import { defineJob, type JobDefinition } from "./job.ts";
-import { WEBHOOK_RETRY_SCHEDULE_MS } from "./retry_policy.ts";
+import { BreakerRegistry } from "../../resilience/breaker/registry.ts";
+import { CircuitOpenError } from "../../resilience/breaker/errors.ts";
+import { DeferJobError, PermanentJobError } from "../errors.ts";
+import { defineJob, type JobDefinition } from "../job.ts";
+import { WEBHOOK_RETRY_SCHEDULE_MS } from "../retry_policy.ts";
 import { assertPublicUrl, type SsrfOptions } from "./ssrf.ts";
 import { webhookHeaders } from "./webhook_headers.ts";
 

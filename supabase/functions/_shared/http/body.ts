@@ -3,7 +3,7 @@
  * lying or absent Content-Length cannot get past it), and JSON parsing with
  * precise 4xx errors.
  */
-import { HttpError } from "./errors.ts";
+import { HttpError } from "./problem.ts";
 
 /** Default body limit: 1 MiB. */
 export const DEFAULT_BODY_LIMIT = 1024 * 1024;

@@ -6,9 +6,9 @@
  * export default defineFunction(spec, { rateLimiter: createRateLimiter(db) });
  */
 import { ipBucket } from "./client_ip.ts";
-import type { Database } from "./core/db.ts";
-import { HttpError } from "./errors.ts";
-import type { RateLimiter } from "./function.ts";
+import type { Database } from "../../core/db.ts";
+import { HttpError } from "../../http/problem.ts";
+import type { RateLimiter } from "../../http/define_function.ts";
 import {
   checkRule,
   rateLimit,
@@ -16,8 +16,8 @@ import {
   type RateLimitRule,
   storeUnavailable,
   type WarnLog,
-} from "./rate_limit.ts";
-import type { HandlerContext, RateLimitPolicy } from "./router.ts";
+} from "./decision.ts";
+import type { HandlerContext, RateLimitPolicy } from "../../http/router.ts";
 
 /** A structured-field string (RFC 8941): quoted, with `\` and `"` escaped, printable ASCII only. */
 function sfString(value: string): string {

@@ -4,7 +4,7 @@
  * once per `cooldownMs` (so a flood of forged kids cannot hammer the auth server).
  */
 import type { JWK } from "npm:jose@6";
-import { HttpError } from "./errors.ts";
+import { HttpError } from "../http/problem.ts";
 
 let jose: Promise<typeof import("npm:jose@6")> | undefined;
 

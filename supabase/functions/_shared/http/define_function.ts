@@ -5,7 +5,7 @@
  *
  * @example
  * import { z } from "npm:zod@4";
- * import { action, defineFunction } from "../_shared/mod.ts";
+ * import { action, defineFunction } from "../mod.ts";
  *
  * export default defineFunction({
  *   name: "hello",
@@ -25,23 +25,23 @@ import {
   createAuthenticator,
   hasCredential,
   missingCredentials,
-} from "./auth.ts";
+} from "../auth/authenticate.ts";
 import { readJsonBody } from "./body.ts";
-import { clientIp } from "./client_ip.ts";
+import { clientIp } from "../resilience/rate_limit/client_ip.ts";
 import { corsPolicy, preflightHeaders, withCors } from "./cors.ts";
-import { createDatabase, type Database, databaseError } from "./core/db.ts";
-import { type Env, readEnv } from "./core/env.ts";
-import { HttpError, problemResponse, toHttpError } from "./errors.ts";
-import { circuitOpenHttpError } from "./breaker_http.ts";
-import { createRateLimiter } from "./rate_limit_http.ts";
+import { createDatabase, type Database, databaseError } from "../core/db.ts";
+import { type Env, readEnv } from "../core/env.ts";
+import { HttpError, problemResponse, toHttpError } from "./problem.ts";
+import { circuitOpenHttpError } from "../resilience/breaker/readiness.ts";
+import { createRateLimiter } from "../resilience/rate_limit/limiter.ts";
 import {
   createReadiness,
   healthResponse,
   LIVE,
   postgresCheck,
   type ReadinessCheck,
-} from "./core/readiness.ts";
-import { createLogger, errorFields, type Logger } from "./core/log.ts";
+} from "../core/readiness.ts";
+import { createLogger, errorFields, type Logger } from "../core/log.ts";
 import {
   type ActionDef,
   compileRoutes,

@@ -9,11 +9,11 @@
  *   throw circuitOpenHttpError(error); // 503 circuit_open for a refusal, else unchanged
  * }
  */
-import { CircuitOpenError } from "./breaker_errors.ts";
-import type { BreakerRegistry } from "./breaker_registry.ts";
+import { CircuitOpenError } from "./errors.ts";
+import type { BreakerRegistry } from "./registry.ts";
 import type { CircuitBreaker } from "./circuit_breaker.ts";
-import { HttpError } from "./errors.ts";
-import type { CheckResult, ReadinessCheck } from "./core/readiness.ts";
+import { HttpError } from "../../http/problem.ts";
+import type { CheckResult, ReadinessCheck } from "../../core/readiness.ts";
 
 /** Maps a breaker refusal to 503 `circuit_open` with `Retry-After`; other values pass through. */
 export function circuitOpenHttpError(error: unknown): unknown {

@@ -11,9 +11,9 @@
  *   retries: 2,
  * });
  */
-import { BreakerTimeoutError, CircuitOpenError } from "./breaker_errors.ts";
-import type { CircuitBreaker } from "./circuit_breaker.ts";
-import { deadlines, isDeadlineReason } from "./core/time.ts";
+import { BreakerTimeoutError, CircuitOpenError } from "./breaker/errors.ts";
+import type { CircuitBreaker } from "./breaker/circuit_breaker.ts";
+import { deadlines, isDeadlineReason } from "../core/time.ts";
 
 /** Options of {@link outboundFetch}. */
 export interface OutboundOptions {

@@ -5,11 +5,11 @@
  * typed input.
  */
 import type { z } from "npm:zod@4";
-import type { AuthContext, AuthMode } from "./auth.ts";
-import type { Database } from "./core/db.ts";
-import type { Env } from "./core/env.ts";
-import { type FieldError, HttpError } from "./errors.ts";
-import type { Logger } from "./core/log.ts";
+import type { AuthContext, AuthMode } from "../auth/authenticate.ts";
+import type { Database } from "../core/db.ts";
+import type { Env } from "../core/env.ts";
+import { type FieldError, HttpError } from "./problem.ts";
+import type { Logger } from "../core/log.ts";
 
 /** A rate limit declared on a function, action or route (enforced by `deps.rateLimiter`). */
 export interface RateLimitPolicy {

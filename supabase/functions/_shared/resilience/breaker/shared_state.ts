@@ -11,7 +11,7 @@
  */
 import type { Sql } from "npm:postgres@3";
 import type { BreakerState, BreakerSync, CircuitBreaker } from "./circuit_breaker.ts";
-import type { WarnLog } from "./rate_limit.ts";
+import type { WarnLog } from "../rate_limit/decision.ts";
 
 /** The latest trip or recovery some isolate published for a key. */
 export interface SharedRecord {
