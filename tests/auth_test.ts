@@ -5,9 +5,7 @@
  * JWTs, named secret keys.
  */
 import assert from "node:assert/strict";
-import { createAuthenticator } from "../supabase/functions/_shared/auth/authenticate.ts";
-import { readEnv } from "../supabase/functions/_shared/core/env.ts";
-import { HttpError } from "../supabase/functions/_shared/http/problem.ts";
+import { createAuthenticator, HttpError, readEnv } from "../supabase/functions/_shared/mod.ts";
 import { makeKey, makeProject, signToken } from "./_harness/keys.ts";
 import { serve } from "./_harness/server.ts";
 

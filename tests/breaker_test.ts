@@ -6,21 +6,18 @@
  */
 import assert from "node:assert/strict";
 import {
-  BreakerTimeoutError,
-  CircuitOpenError,
-} from "../supabase/functions/_shared/resilience/breaker/errors.ts";
-import {
-  breakerReadiness,
-  circuitOpenHttpError,
-} from "../supabase/functions/_shared/resilience/breaker/readiness.ts";
-import { BreakerRegistry } from "../supabase/functions/_shared/resilience/breaker/registry.ts";
-import {
   type BreakerOptions,
+  breakerReadiness,
+  BreakerRegistry,
+  BreakerTimeoutError,
   CircuitBreaker,
-} from "../supabase/functions/_shared/resilience/breaker/circuit_breaker.ts";
-import { defineFunction } from "../supabase/functions/_shared/http/define_function.ts";
-import { readEnv } from "../supabase/functions/_shared/core/env.ts";
-import { HttpError, problemResponse } from "../supabase/functions/_shared/http/problem.ts";
+  CircuitOpenError,
+  circuitOpenHttpError,
+  defineFunction,
+  HttpError,
+  problemResponse,
+  readEnv,
+} from "../supabase/functions/_shared/mod.ts";
 import { serve } from "./_harness/server.ts";
 
 class Clock {

@@ -6,13 +6,11 @@
 import assert from "node:assert/strict";
 import {
   BreakerTimeoutError,
+  CircuitBreaker,
   CircuitOpenError,
-} from "../supabase/functions/_shared/resilience/breaker/errors.ts";
-import { CircuitBreaker } from "../supabase/functions/_shared/resilience/breaker/circuit_breaker.ts";
-import {
   outboundFetch,
   parseRetryAfter,
-} from "../supabase/functions/_shared/resilience/outbound_fetch.ts";
+} from "../supabase/functions/_shared/mod.ts";
 import { serve } from "./_harness/server.ts";
 
 /** A dependency answering from a script of responses (the last one repeats). */

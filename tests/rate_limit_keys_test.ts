@@ -6,16 +6,17 @@
 import assert from "node:assert/strict";
 import postgres from "npm:postgres@3";
 import fc from "npm:fast-check@4";
-import { isDataError, sqlState } from "../supabase/functions/_shared/core/db.ts";
 import {
+  BreakerTimeoutError,
+  isDataError,
   isStoreOutage,
   MAX_PLAIN_KEY_BYTES,
   rateLimit,
   type RateLimitRule,
+  sqlState,
   storeBreaker,
   storedKey,
-} from "../supabase/functions/_shared/resilience/rate_limit/decision.ts";
-import { BreakerTimeoutError } from "../supabase/functions/_shared/resilience/breaker/errors.ts";
+} from "../supabase/functions/_shared/mod.ts";
 import { freePort, freshDatabase } from "./_harness/database.ts";
 
 /** What an attacker controls in a key: any string, any length, any code unit. */

@@ -5,19 +5,17 @@
 import assert from "node:assert/strict";
 import postgres from "npm:postgres@3";
 import { z } from "npm:zod@4";
-import { defineFunction } from "../supabase/functions/_shared/http/define_function.ts";
-import { createDatabase } from "../supabase/functions/_shared/core/db.ts";
-import { readEnv } from "../supabase/functions/_shared/core/env.ts";
 import {
-  rateLimit,
-  type RateLimitRule,
-} from "../supabase/functions/_shared/resilience/rate_limit/decision.ts";
-import {
+  action,
+  createDatabase,
   createRateLimiter,
+  defineFunction,
+  rateLimit,
   rateLimitHeaders,
   rateLimitKey,
-} from "../supabase/functions/_shared/resilience/rate_limit/limiter.ts";
-import { action } from "../supabase/functions/_shared/http/router.ts";
+  type RateLimitRule,
+  readEnv,
+} from "../supabase/functions/_shared/mod.ts";
 import { freePort, freshDatabase } from "./_harness/database.ts";
 import { serve } from "./_harness/server.ts";
 

@@ -1,12 +1,18 @@
 /** Unit tests of the small _shared modules, with real Requests and Responses. */
 import assert from "node:assert/strict";
-import { readBodyBytes, readJsonBody } from "../supabase/functions/_shared/http/body.ts";
+import {
+  ALLOWED_HEADERS,
+  corsPolicy,
+  createLogger,
+  defineFunction,
+  EnvError,
+  HttpError,
+  problemResponse,
+  readBodyBytes,
+  readEnv,
+  readJsonBody,
+} from "../supabase/functions/_shared/mod.ts";
 import { corsHeaders as supabaseCors } from "npm:@supabase/supabase-js@2/cors";
-import { ALLOWED_HEADERS, corsPolicy } from "../supabase/functions/_shared/http/cors.ts";
-import { EnvError, readEnv } from "../supabase/functions/_shared/core/env.ts";
-import { HttpError, problemResponse } from "../supabase/functions/_shared/http/problem.ts";
-import { defineFunction } from "../supabase/functions/_shared/http/define_function.ts";
-import { createLogger } from "../supabase/functions/_shared/core/log.ts";
 
 const status = async (p: Promise<unknown>) => {
   try {

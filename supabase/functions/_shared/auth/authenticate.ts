@@ -1,12 +1,13 @@
 /**
- * Authentication (DESIGN §4.2). Modes: `user` (Bearer JWT), `publishable` and
+ * Authentication (README.md, "What this is, and why": Auth). Modes: `user` (Bearer JWT), `publishable` and
  * `secret` (`apikey` header; `secret:<name>` for a named key, `secret:*` for
  * any), `none`. A list is tried in order; the first match wins. A JWT that is
  * present but invalid is rejected, never downgraded to a weaker mode.
  */
 import { ApiKeySet } from "./api_keys.ts";
 import type { Env } from "../core/env.ts";
-import { HttpError } from "../http/problem.ts";
+import { LayerError } from "../core/errors.ts";
+import type { Clock } from "../core/time.ts";
 import { JwksKeyStore } from "./jwks.ts";
 import { InvalidTokenError, type JwtClaims, JwtVerifier } from "./verify_jwt.ts";
 
@@ -32,7 +33,20 @@ export interface AuthContext {
   token: string | null;
 }
 
-/** Establishes an {@link AuthContext} for a request, or throws a 401/403 HttpError. */
+/**
+ * Why a request was refused: `unauthenticated` (no valid credential: a 401 with
+ * `WWW-Authenticate: Bearer`) or `forbidden` (a valid credential this endpoint
+ * does not accept: a 403). Codes: `missing_credentials`, `invalid_token`,
+ * `invalid_api_key`, `forbidden_credential`.
+ */
+export class AuthError extends LayerError {
+  override readonly name = "AuthError";
+  constructor(readonly kind: "unauthenticated" | "forbidden", code: string, message: string) {
+    super(code, message);
+  }
+}
+
+/** Establishes an {@link AuthContext} for a request, or throws {@link AuthError} (or a JWKS outage). */
 export interface Authenticator {
   authenticate(req: Request, modes: readonly AuthMode[]): Promise<AuthContext>;
 }
@@ -40,7 +54,7 @@ export interface Authenticator {
 /** Injectable dependencies. */
 export interface AuthDeps {
   fetch?: typeof fetch;
-  now?: () => number;
+  now?: Clock;
 }
 
 const NONE: AuthContext = Object.freeze({
@@ -54,9 +68,9 @@ const NONE: AuthContext = Object.freeze({
 }) as AuthContext;
 
 const unauthorized = (code: string, detail: string) =>
-  new HttpError({ status: 401, code, detail, headers: { "www-authenticate": "Bearer" } });
+  new AuthError("unauthenticated", code, detail);
 
-/** The 401 for a request that carries no credential at all. */
+/** The refusal of a request that carries no credential at all. */
 export const missingCredentials = (modes: readonly AuthMode[]) =>
   unauthorized("missing_credentials", `Credentials required: ${modes.join(", ")}.`);
 
@@ -85,24 +99,58 @@ export function createAuthenticator(env: Env, deps: AuthDeps = {}): Authenticato
     fetch: deps.fetch,
     now: deps.now,
   });
-  const users = new JwtVerifier({
-    keys,
-    jwtSecret: env.jwtSecret,
-    audience: env.jwtAudience,
-    issuer: env.jwtIssuer,
-    now: deps.now,
-  });
-  // Legacy service_role keys carry no `aud`; they are HS256 and need the secret.
-  const services = env.jwtSecret
-    ? new JwtVerifier({ keys: null, jwtSecret: env.jwtSecret, now: deps.now })
-    : null;
-  const publishable = new ApiKeySet(env.publishableKeys);
-  const secret = new ApiKeySet(env.secretKeys);
+  return new ModeAuthenticator(
+    new JwtVerifier({
+      keys,
+      jwtSecret: env.jwtSecret,
+      audience: env.jwtAudience,
+      issuer: env.jwtIssuer,
+      now: deps.now,
+    }),
+    // Legacy service_role keys carry no `aud`; they are HS256 and need the secret.
+    env.jwtSecret ? new JwtVerifier({ keys: null, jwtSecret: env.jwtSecret, now: deps.now }) : null,
+    new ApiKeySet(env.publishableKeys),
+    new ApiKeySet(env.secretKeys),
+  );
+}
 
-  async function verifyUser(token: string): Promise<AuthContext> {
+/** Tries a request's credentials against a list of modes, in order. */
+class ModeAuthenticator implements Authenticator {
+  constructor(
+    private readonly users: JwtVerifier,
+    private readonly services: JwtVerifier | null,
+    private readonly publishable: ApiKeySet,
+    private readonly secret: ApiKeySet,
+  ) {}
+
+  async authenticate(req: Request, modes: readonly AuthMode[]): Promise<AuthContext> {
+    const token = bearer(req);
+    const apikey = req.headers.get("apikey");
+    for (const mode of modes) {
+      const [base, keyName] = splitMode(mode);
+      if (base === "none") return NONE;
+      if (base === "user") {
+        if (token) return await this.verifyUser(token);
+        continue;
+      }
+      if (base !== "publishable" && base !== "secret") continue;
+      if (apikey && !apikey.startsWith("eyJ")) {
+        const set = base === "publishable" ? this.publishable : this.secret;
+        const matched = await set.match(apikey, keyName);
+        if (matched) return { ...NONE, mode: base, keyName: matched };
+      }
+      if (base === "secret" && (keyName === "default" || keyName === "*")) {
+        const legacy = await this.legacyServiceRole(req, token);
+        if (legacy) return legacy;
+      }
+    }
+    return await this.rejection(req, modes, token, apikey);
+  }
+
+  private async verifyUser(token: string): Promise<AuthContext> {
     let claims: JwtClaims;
     try {
-      claims = await users.verify(token);
+      claims = await this.users.verify(token);
     } catch (error) {
       if (error instanceof InvalidTokenError) {
         throw unauthorized("invalid_token", `The bearer token is not valid (${error.reason}).`);
@@ -123,16 +171,13 @@ export function createAuthenticator(env: Env, deps: AuthDeps = {}): Authenticato
     };
   }
 
-  async function legacyServiceRole(
-    req: Request,
-    token: string | null,
-  ): Promise<AuthContext | null> {
-    if (!services) return null;
+  private async legacyServiceRole(req: Request, token: string | null): Promise<AuthContext | null> {
+    if (!this.services) return null;
     const apikey = req.headers.get("apikey");
     for (const candidate of [token, apikey?.startsWith("eyJ") ? apikey : null]) {
       if (!candidate) continue;
       try {
-        const claims = await services.verify(candidate);
+        const claims = await this.services.verify(candidate);
         if (claims.role === "service_role") {
           return { ...NONE, mode: "secret", keyName: "service_role", role: "service_role", claims };
         }
@@ -141,53 +186,27 @@ export function createAuthenticator(env: Env, deps: AuthDeps = {}): Authenticato
     return null;
   }
 
-  return {
-    async authenticate(req, modes) {
-      const token = bearer(req);
-      const apikey = req.headers.get("apikey");
-      for (const mode of modes) {
-        const [base, keyName] = splitMode(mode);
-        if (base === "none") return NONE;
-        if (base === "user") {
-          if (token) return await verifyUser(token);
-          continue;
-        }
-        if (base !== "publishable" && base !== "secret") continue;
-        if (apikey && !apikey.startsWith("eyJ")) {
-          const set = base === "publishable" ? publishable : secret;
-          const matched = await set.match(apikey, keyName);
-          if (matched) return { ...NONE, mode: base, keyName: matched };
-        }
-        if (base === "secret" && (keyName === "default" || keyName === "*")) {
-          const legacy = await legacyServiceRole(req, token);
-          if (legacy) return legacy;
-        }
-      }
-      return await rejection(req, modes, token, apikey);
-    },
-  };
-
-  /** Decides between 401 (no valid credential) and 403 (valid, but not accepted here). */
-  async function rejection(
+  /** Decides between unauthenticated (no valid credential) and forbidden (valid, not accepted here). */
+  private async rejection(
     req: Request,
     modes: readonly AuthMode[],
     token: string | null,
     apikey: string | null,
   ): Promise<never> {
-    const forbidden = new HttpError({
-      status: 403,
-      code: "forbidden_credential",
-      detail: `This endpoint accepts: ${modes.join(", ")}.`,
-    });
+    const forbidden = new AuthError(
+      "forbidden",
+      "forbidden_credential",
+      `This endpoint accepts: ${modes.join(", ")}.`,
+    );
     if (token && !modes.includes("user")) {
-      if (await legacyServiceRole(req, token)) throw forbidden;
-      await verifyUser(token); // throws 401 when invalid
+      if (await this.legacyServiceRole(req, token)) throw forbidden;
+      await this.verifyUser(token); // throws unauthenticated when invalid
       throw forbidden;
     }
     if (apikey) {
       const known = apikey.startsWith("eyJ")
-        ? await legacyServiceRole(req, null)
-        : (await publishable.match(apikey, "*")) ?? (await secret.match(apikey, "*"));
+        ? await this.legacyServiceRole(req, null)
+        : (await this.publishable.match(apikey, "*")) ?? (await this.secret.match(apikey, "*"));
       if (known) throw forbidden;
       throw unauthorized("invalid_api_key", "The apikey header does not hold a valid key.");
     }

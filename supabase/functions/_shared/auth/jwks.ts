@@ -4,7 +4,8 @@
  * once per `cooldownMs` (so a flood of forged kids cannot hammer the auth server).
  */
 import type { JWK } from "npm:jose@6";
-import { HttpError } from "../http/problem.ts";
+import { LayerError } from "../core/errors.ts";
+import type { Clock } from "../core/time.ts";
 
 let jose: Promise<typeof import("npm:jose@6")> | undefined;
 
@@ -17,12 +18,22 @@ export function loadJose(): Promise<typeof import("npm:jose@6")> {
 /** Algorithms accepted from a JWKS; HS256 is handled separately (legacy secret). */
 export const ASYMMETRIC_ALGS = new Set(["ES256", "RS256"]);
 
+/** The signing keys could not be loaded and none are in hand (code `jwks_unavailable`; a 503). */
+export class JwksUnavailableError extends LayerError {
+  override readonly name = "JwksUnavailableError";
+  constructor(cause: unknown) {
+    super("jwks_unavailable", "The signing keys could not be loaded; try again shortly.", {
+      cause,
+    });
+  }
+}
+
 /** Options of {@link JwksKeyStore}. */
 export interface JwksOptions {
   inline?: { keys: Record<string, unknown>[] } | null;
   url?: URL | null;
   fetch?: typeof fetch;
-  now?: () => number;
+  now?: Clock;
   cooldownMs?: number;
   maxAgeMs?: number;
   timeoutMs?: number;
@@ -76,15 +87,7 @@ export class JwksKeyStore {
     this.#inflight ??= this.#fetchKeys().finally(() => (this.#inflight = null));
     return this.#inflight.catch((error) => {
       // With keys in hand we keep verifying against them; with none, callers get 503.
-      if (mustSucceed || this.#keys.size === 0) {
-        throw new HttpError({
-          status: 503,
-          code: "jwks_unavailable",
-          detail: "The signing keys could not be loaded; try again shortly.",
-          headers: { "retry-after": "5" },
-          cause: error,
-        });
-      }
+      if (mustSucceed || this.#keys.size === 0) throw new JwksUnavailableError(error);
     });
   }
 

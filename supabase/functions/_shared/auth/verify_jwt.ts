@@ -1,5 +1,5 @@
 /**
- * User JWT verification (DESIGN §4.2): ES256/RS256 with a `kid` against the JWKS;
+ * User JWT verification (README.md, "What this is, and why": Auth): ES256/RS256 with a `kid` against the JWKS;
  * HS256 only when the legacy `SUPABASE_JWT_SECRET` is configured; never `none`,
  * no algorithm confusion; `exp`/`nbf` with a small skew, `aud`, optional `iss`.
  *

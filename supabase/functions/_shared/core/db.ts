@@ -4,8 +4,7 @@
  * `asUser`, which runs a transaction as the caller so RLS scopes the rows.
  */
 import type { Sql, TransactionSql } from "npm:postgres@3";
-import type { AuthContext } from "../auth/authenticate.ts";
-import { HttpError } from "../http/problem.ts";
+import { LayerError } from "./errors.ts";
 
 export type { Sql, TransactionSql };
 
@@ -17,6 +16,13 @@ export interface DatabaseOptions {
   connectTimeoutSeconds?: number;
 }
 
+/** Who `asUser` runs as (an auth context fits): a user's role and claims, or anon. */
+export interface DbCaller {
+  mode: string;
+  role: string | null;
+  claims: Record<string, unknown> | null;
+}
+
 /** A lazily connected database handle. */
 export interface Database {
   /** The postgres.js client (created on first call). */
@@ -25,7 +31,7 @@ export interface Database {
    * Runs `fn` in a transaction as the caller: `role` and `request.jwt.claims`
    * are set locally, exactly as PostgREST does, so policies using `auth.uid()` apply.
    */
-  asUser<T>(auth: AuthContext, fn: (tx: TransactionSql) => Promise<T>): Promise<T>;
+  asUser<T>(auth: DbCaller, fn: (tx: TransactionSql) => Promise<T>): Promise<T>;
   /** Closes the pool (tests, shutdown). */
   close(): Promise<void>;
 }
@@ -67,58 +73,19 @@ export function isDataError(error: unknown): boolean {
   return cls === "22" || cls === "23" || cls === "42";
 }
 
-/**
- * The one mapping from database errors to HTTP: unreachable database 503 (with
- * Retry-After); the caller's own fault 4xx: a value Postgres cannot take
- * (class 22) or a broken data rule (class 23) 422, a unique or exclusion
- * conflict 409, a privilege the caller's role lacks (42501) 403. Details name
- * no table, column or SQL. Anything else passes through (a 500).
- */
-export function databaseError(error: unknown): unknown {
-  if (isConnectionError(error)) {
-    return new HttpError({
-      status: 503,
-      code: "database_unavailable",
-      detail: "The database is unavailable; try again shortly.",
-      headers: { "retry-after": "5" },
-      cause: error,
-    });
+/** Why the database could not serve a call: unreachable, not configured, or a role `asUser` refuses. */
+export type DatabaseErrorCode =
+  | "database_unavailable"
+  | "database_not_configured"
+  | "forbidden_role";
+
+/** An error of the database layer (http/problem.ts maps it: 503, 503, 403). */
+export class DatabaseError extends LayerError {
+  override readonly name = "DatabaseError";
+  declare readonly code: DatabaseErrorCode;
+  constructor(code: DatabaseErrorCode, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
   }
-  const state = sqlState(error);
-  if (state === null) return error;
-  if (state === "42501") {
-    return new HttpError({
-      status: 403,
-      code: "insufficient_privilege",
-      detail: "The caller's role may not do this.",
-      cause: error,
-    });
-  }
-  if (state.startsWith("22")) {
-    return new HttpError({
-      status: 422,
-      code: "invalid_value",
-      detail: "A value in the request cannot be stored (e.g. a NUL character, or out of range).",
-      cause: error,
-    });
-  }
-  if (state === "23505" || state === "23P01") {
-    return new HttpError({
-      status: 409,
-      code: "conflict",
-      detail: "The request conflicts with data that already exists.",
-      cause: error,
-    });
-  }
-  if (state.startsWith("23")) {
-    return new HttpError({
-      status: 422,
-      code: "constraint_violation",
-      detail: "A value in the request breaks a rule of the stored data.",
-      cause: error,
-    });
-  }
-  return error;
 }
 
 /** Creates a handle for `url` (null: every use answers 503 `database_not_configured`). */
@@ -127,12 +94,10 @@ export function createDatabase(url: string | null, options: DatabaseOptions = {}
   const sql = () => {
     if (!url) {
       return Promise.reject(
-        new HttpError({
-          status: 503,
-          code: "database_not_configured",
-          detail: "No database is configured for this function.",
-          expose: false,
-        }),
+        new DatabaseError(
+          "database_not_configured",
+          "No database is configured for this function.",
+        ),
       );
     }
     client ??= import("npm:postgres@3").then(({ default: postgres }) =>
@@ -149,14 +114,10 @@ export function createDatabase(url: string | null, options: DatabaseOptions = {}
   };
   return {
     sql,
-    async asUser<T>(auth: AuthContext, fn: (tx: TransactionSql) => Promise<T>): Promise<T> {
+    async asUser<T>(auth: DbCaller, fn: (tx: TransactionSql) => Promise<T>): Promise<T> {
       const role = auth.mode === "user" ? (auth.role ?? "authenticated") : "anon";
       if (!USER_ROLES.has(role)) {
-        throw new HttpError({
-          status: 403,
-          code: "forbidden_role",
-          detail: `Role ${role} cannot query as a user.`,
-        });
+        throw new DatabaseError("forbidden_role", `Role ${role} cannot query as a user.`);
       }
       const claims = JSON.stringify(auth.claims ?? { role });
       try {
@@ -167,8 +128,12 @@ export function createDatabase(url: string | null, options: DatabaseOptions = {}
           return await fn(tx);
         }) as T;
       } catch (error) {
-        // Handlers may still inspect the SQLSTATE; the pipeline maps the rest once.
-        throw isConnectionError(error) ? databaseError(error) : error;
+        // Handlers may still inspect the SQLSTATE; http/problem.ts maps the rest once.
+        throw isConnectionError(error)
+          ? new DatabaseError("database_unavailable", "The database is unavailable.", {
+            cause: error,
+          })
+          : error;
       }
     },
     async close() {

@@ -1,9 +1,17 @@
 /**
- * The one module that reads the environment (DESIGN §4.1). Everything else gets
- * an {@link Env} through its `deps`, so tests pass their own values.
+ * The one module that reads the environment (README.md, "Environment"). Everything
+ * else gets an {@link Env} through its `deps`, so tests pass their own values.
  */
-import type { ClientIpPolicy } from "../resilience/rate_limit/client_ip.ts";
-import { HttpError } from "../http/problem.ts";
+import { LayerError } from "./errors.ts";
+import { isLoopbackHost } from "./net.ts";
+
+/** Which header to believe for the client address, and how many trusted proxies append to `x-forwarded-for`. */
+export interface ClientIpPolicy {
+  /** Lower-case header name, or null to believe no header. */
+  header: string | null;
+  /** Trusted proxies that each append one `x-forwarded-for` hop (>= 1). */
+  hops: number;
+}
 
 /** Validated configuration of a function. */
 export interface Env {
@@ -39,11 +47,11 @@ export interface Env {
   logLevel: "debug" | "info" | "warn" | "error";
 }
 
-/** A misconfiguration: answered 500 with a generic body, logged with its detail. */
-export class EnvError extends HttpError {
+/** A misconfiguration (code `misconfigured`): answered 500 with a generic body, logged with its detail. */
+export class EnvError extends LayerError {
+  override readonly name = "EnvError";
   constructor(detail: string) {
-    super({ status: 500, code: "misconfigured", detail, expose: false });
-    this.name = "EnvError";
+    super("misconfigured", detail);
   }
 }
 
@@ -90,12 +98,6 @@ function parseJwks(raw: string | undefined): Env["jwks"] {
   return { keys: list as Record<string, unknown>[] };
 }
 
-/** http is accepted only on loopback: a JWKS fetched over plain http could be swapped. */
-export function isLoopbackHost(hostname: string): boolean {
-  return hostname === "localhost" || hostname.endsWith(".localhost") ||
-    hostname === "[::1]" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(hostname);
-}
-
 function parseJwksUrl(raw: string | undefined, supabaseUrl: string | null): URL | null {
   const value = raw?.trim() || (supabaseUrl ? `${supabaseUrl}/auth/v1/.well-known/jwks.json` : "");
   if (!value) return null;
@@ -106,6 +108,7 @@ function parseJwksUrl(raw: string | undefined, supabaseUrl: string | null): URL 
     throw new EnvError("SUPABASE_JWKS_URL is not a URL");
   }
   if (url.protocol === "https:") return url;
+  // http only on loopback: a JWKS fetched over plain http could be swapped.
   if (url.protocol === "http:" && isLoopbackHost(url.hostname)) return url;
   throw new EnvError("SUPABASE_JWKS_URL must be https (http only on loopback)");
 }

@@ -1,10 +1,25 @@
 /**
- * Turns whatever a handler threw into a bounded, readable text that Postgres
- * accepts. A handler may throw anything: undefined, a symbol, a BigInt, a
+ * Errors at the bottom of the stack: the base class every layer's typed errors
+ * extend ({@link LayerError}: a stable `code` and the `cause`; http/problem.ts
+ * decides what HTTP answer each gets), and the one way to turn any thrown value
+ * into text ({@link describeError}, {@link errorMessage}).
+ *
+ * Turning a thrown value into text must itself never throw, and the text must be
+ * bounded and storable in Postgres. A handler may throw anything: undefined, a symbol, a BigInt, a
  * Proxy whose every trap throws, an object whose `toJSON` or getters throw, a
  * circular null-prototype object. Every step that could call back into such a
  * value is guarded, so describing an error can never itself throw.
  */
+
+/** An error of one layer (env, db, auth, queue, resilience): a stable `code` and the `cause`. */
+export class LayerError extends Error {
+  /** Stable, machine-readable code, e.g. `database_unavailable`. */
+  readonly code: string;
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+  }
+}
 
 /** Longest text kept (the rest is cut and marked with "…"). */
 export const ERROR_TEXT_LIMIT = 2000;
@@ -18,6 +33,15 @@ export function describeError(error: unknown): string {
     text = `non-error thrown: ${typeof error}`;
   }
   return bound(text);
+}
+
+/**
+ * The message of an Error, else the value described as {@link describeError} does
+ * (for log fields that have always held the bare message).
+ */
+export function errorMessage(error: unknown): string {
+  const message = safeGet(error, "message");
+  return isInstance(error, Error) && typeof message === "string" ? message : describeError(error);
 }
 
 /** `value instanceof type`, false where the check itself throws (a Proxy's getPrototypeOf trap). */

@@ -20,6 +20,9 @@ export interface Logger {
   enabled(level: LogLevel): boolean;
 }
 
+/** Where warnings go (a {@link Logger} fits). */
+export type WarnLog = Pick<Logger, "warn">;
+
 /** Where lines go; defaults to the console (the platform collects it). */
 export type LogSink = (level: LogLevel, line: string) => void;
 

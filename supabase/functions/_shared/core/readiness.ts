@@ -1,9 +1,10 @@
 /**
- * Liveness (`GET <fn>/health`, no I/O) and readiness (`GET <fn>/ready`):
- * checks run in parallel, each with a timeout, and the result is cached for a
- * few seconds so probes cannot turn into load. Bodies follow
- * `application/health+json` and never carry secrets or internal errors.
+ * Readiness: dependency checks run in parallel, each with a timeout, and the
+ * result is cached for a few seconds so probes cannot turn into load. The body
+ * is `application/health+json` shaped (http/health.ts answers it) and never
+ * carries secrets or internal errors.
  */
+import { type Clock, withTimeout } from "./time.ts";
 
 /** Result of one check. */
 export type CheckStatus = "pass" | "warn" | "fail";
@@ -36,25 +37,17 @@ async function runOne(
 ): Promise<HealthBody["checks"][string]> {
   const started = performance.now();
   const timeoutMs = check.timeoutMs ?? 2_000;
-  const controller = new AbortController();
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<CheckResult>((resolve) => {
-    timer = setTimeout(() => {
-      controller.abort();
-      resolve({ status: "fail", detail: `timed out after ${timeoutMs} ms` });
-    }, timeoutMs);
-  });
+  const timedOut: CheckResult = { status: "fail", detail: `timed out after ${timeoutMs} ms` };
   let result: CheckResult;
   try {
-    result = await Promise.race([
-      check.check(controller.signal).then((r) => r ?? { status: "pass" as const }),
-      timeout,
-    ]);
+    result = (await withTimeout((signal) => check.check(signal), timeoutMs, () => timedOut)) ??
+      { status: "pass" };
   } catch (error) {
-    onError(check.name, error);
-    result = { status: "fail", detail: "check failed" };
-  } finally {
-    clearTimeout(timer);
+    if (error === timedOut) result = timedOut;
+    else {
+      onError(check.name, error);
+      result = { status: "fail", detail: "check failed" };
+    }
   }
   const status = result.status === "fail" && !(check.critical ?? true) ? "warn" : result.status;
   const out: HealthBody["checks"][string] = {
@@ -68,7 +61,7 @@ async function runOne(
 /** Builds a cached readiness evaluator. */
 export function createReadiness(
   checks: ReadinessCheck[],
-  options: { cacheMs?: number; now?: () => number; onError?: (n: string, e: unknown) => void } = {},
+  options: { cacheMs?: number; now?: Clock; onError?: (n: string, e: unknown) => void } = {},
 ): () => Promise<HealthBody> {
   const cacheMs = options.cacheMs ?? 2_000;
   const now = options.now ?? Date.now;
@@ -89,22 +82,6 @@ export function createReadiness(
     return body;
   };
 }
-
-/** A health+json response: 200 for pass/warn, 503 (with Retry-After) for fail. */
-export function healthResponse(body: HealthBody): Response {
-  const headers = new Headers({
-    "content-type": "application/health+json",
-    "cache-control": "no-store",
-  });
-  if (body.status === "fail") headers.set("retry-after", "5");
-  return new Response(JSON.stringify(body), {
-    status: body.status === "fail" ? 503 : 200,
-    headers,
-  });
-}
-
-/** The liveness body: the isolate is up; no dependency is consulted. */
-export const LIVE: HealthBody = { status: "pass", checks: {} };
 
 /** A readiness check that runs `select 1` against Postgres. */
 export function postgresCheck(

@@ -3,6 +3,7 @@
  * lying or absent Content-Length cannot get past it), and JSON parsing with
  * precise 4xx errors.
  */
+import { escapePointerToken } from "../core/json_pointer.ts";
 import { HttpError } from "./problem.ts";
 
 /** Default body limit: 1 MiB. */
@@ -122,8 +123,6 @@ export async function readJsonBody(req: Request, limit = DEFAULT_BODY_LIMIT): Pr
 
 const SURROGATE_ESCAPE = /\\u[dD][89a-fA-F]/;
 
-const escapePointer = (key: string) => key.replace(/~/g, "~0").replace(/\//g, "~1");
-
 /**
  * The JSON Pointer of the first string (or key) that is not well-formed, or
  * null. Iterative: a 1 MiB body can nest deeper than the call stack goes.
@@ -138,7 +137,7 @@ function unpairedSurrogate(root: unknown, base: string): string | null {
       for (let i = value.length - 1; i >= 0; i--) stack.push([value[i], `${at}/${i}`]);
     } else if (value !== null && typeof value === "object") {
       for (const [key, item] of Object.entries(value)) {
-        const path = `${at}/${escapePointer(key)}`;
+        const path = `${at}/${escapePointerToken(key)}`;
         if (!key.isWellFormed()) return path;
         stack.push([item, path]);
       }

@@ -1,5 +1,5 @@
 /**
- * CORS (DESIGN §4.2): preflight answered before auth, an origin allowlist with
+ * CORS (docs/architecture.md, "HTTP"): preflight answered before auth, an origin allowlist with
  * `Vary: Origin`, the headers Supabase clients send, and CORS headers on every
  * response, errors and 500s included.
  */

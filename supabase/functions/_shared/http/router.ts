@@ -1,50 +1,14 @@
 /**
- * Routing: action calls (`POST {"action","payload"}`, DESIGN §4.2) and
+ * Routing: action calls (`POST {"action","payload"}`, README.md "Adding a function") and
  * method/path routes for REST-style functions. Each action or route declares
  * its zod schema, auth modes and optional rate limit; handlers get the parsed,
  * typed input.
  */
 import type { z } from "npm:zod@4";
-import type { AuthContext, AuthMode } from "../auth/authenticate.ts";
-import type { Database } from "../core/db.ts";
-import type { Env } from "../core/env.ts";
-import { type FieldError, HttpError } from "./problem.ts";
-import type { Logger } from "../core/log.ts";
-
-/** A rate limit declared on a function, action or route (enforced by `deps.rateLimiter`). */
-export interface RateLimitPolicy {
-  /** Requests allowed per period. */
-  limit: number;
-  periodSeconds: number;
-  /** What identifies a caller: user id, API key name or client IP (default: user, else key, else IP). */
-  key?: "user" | "apikey" | "ip" | "auto";
-  /** When the limiter's store is unreachable: admit (`open`, default) or refuse (`closed`). */
-  onStoreError?: "open" | "closed";
-  /** Policy name in the RateLimit headers (default: the action or route name). */
-  name?: string;
-}
-
-/** What every handler receives. */
-export interface HandlerContext {
-  req: Request;
-  auth: AuthContext;
-  requestId: string;
-  env: Env;
-  log: Logger;
-  /**
-   * The caller's IP: the configured trusted header's value, else the connection's
-   * peer, else "unknown" (see client_ip.ts); never an unvetted client-supplied hop.
-   */
-  readonly clientIp: string;
-  /** Path parameters of a route (`/notes/:id` -> `{ id }`). */
-  params: Record<string, string>;
-  query: URLSearchParams;
-  /** Aborted when the client goes away. */
-  signal: AbortSignal;
-  /** Keeps the isolate alive for background work after the response (EdgeRuntime.waitUntil). */
-  waitUntil(promise: Promise<unknown>): void;
-  db: Database;
-}
+import type { AuthMode } from "../auth/authenticate.ts";
+import type { RateLimitPolicy } from "../resilience/rate_limit/limiter.ts";
+import type { HandlerContext } from "./context.ts";
+import { HttpError } from "./problem.ts";
 
 /** An action: schema, auth and handler. Use {@link action} for type inference. */
 export interface ActionDef<S extends z.ZodType = z.ZodType> {
@@ -73,27 +37,6 @@ export interface RouteDef<S extends z.ZodType = z.ZodType> {
 /** Declares a route with its body type inferred from the schema. */
 export function route<S extends z.ZodType>(def: RouteDef<S>): RouteDef {
   return def as unknown as RouteDef;
-}
-
-/** Turns zod issues into problem `errors`, pointers rooted at `base`. */
-export function fieldErrors(error: z.ZodError, base: string): FieldError[] {
-  return error.issues.map((issue) => ({
-    pointer: base + issue.path.map((p) => "/" + String(p).replace(/~/g, "~0").replace(/\//g, "~1"))
-      .join(""),
-    detail: issue.message,
-  }));
-}
-
-/** Validates `value` against `schema`, throwing 422 with field errors. */
-export function parseInput<S extends z.ZodType>(schema: S, value: unknown, base: string) {
-  const result = schema.safeParse(value);
-  if (result.success) return result.data as z.output<S>;
-  throw new HttpError({
-    status: 422,
-    code: "validation_failed",
-    detail: "The request does not match the schema.",
-    errors: fieldErrors(result.error, base),
-  });
 }
 
 /** The action envelope, checked by hand: it is on every request's hot path. */

@@ -13,7 +13,7 @@
  */
 import { BreakerTimeoutError, CircuitOpenError } from "./breaker/errors.ts";
 import type { CircuitBreaker } from "./breaker/circuit_breaker.ts";
-import { deadlines, isDeadlineReason } from "../core/time.ts";
+import { deadlines, isDeadlineReason, sleep } from "../core/time.ts";
 
 /** Options of {@link outboundFetch}. */
 export interface OutboundOptions {
@@ -47,22 +47,6 @@ export function parseRetryAfter(value: string | null, now = Date.now()): number 
   if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000;
   const date = Date.parse(trimmed);
   return Number.isNaN(date) ? null : Math.max(0, date - now);
-}
-
-/** Resolves after `ms`, or rejects with the signal's reason when it aborts first. */
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal!.reason);
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
 }
 
 /** Fetches with timeout, breaker and retries; see {@link OutboundOptions}. */

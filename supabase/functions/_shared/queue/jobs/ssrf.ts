@@ -12,6 +12,9 @@
  * Limit: the name is resolved here and again by fetch; a DNS answer that changes
  * in between (rebinding) is not caught. Egress rules are the complete defence.
  */
+import { describeError } from "../../core/errors.ts";
+import { isLocalhostName } from "../../core/net.ts";
+import { abortable, withTimeout } from "../../core/time.ts";
 import { PermanentJobError } from "../errors.ts";
 import { isPrivateAddress, parseV4 } from "./private_address.ts";
 
@@ -73,15 +76,6 @@ async function resolveDns(hostname: string, signal: AbortSignal): Promise<string
   return out;
 }
 
-function describe(value: unknown): string {
-  if (value instanceof Error) return `${value.name}: ${value.message}`;
-  try {
-    return String(value);
-  } catch {
-    return Object.prototype.toString.call(value);
-  }
-}
-
 /** The addresses of `host`, or a {@link DnsLookupError}; never waits past the deadline. */
 async function lookup(
   host: string,
@@ -89,27 +83,12 @@ async function lookup(
   signal: AbortSignal | undefined,
 ): Promise<string[]> {
   const timeoutMs = options.resolveTimeoutMs ?? 5_000;
-  const deadline = new AbortController();
   const timedOut = new DnsLookupError(`DNS lookup of ${host} timed out after ${timeoutMs} ms`);
-  // A plain (ref'd) timer: a lookup is awaited, so it must keep the isolate alive.
-  const timer = setTimeout(() => deadline.abort(timedOut), timeoutMs);
-  const stop = AbortSignal.any([deadline.signal, ...(signal ? [signal] : [])]);
-  let onAbort: (() => void) | undefined;
-  const gaveUp = new Promise<never>((_, reject) => {
-    onAbort = () =>
-      reject(
-        stop.reason === timedOut ? timedOut : new DnsLookupError(
-          `DNS lookup of ${host} abandoned (${describe(stop.reason)})`,
-          { cause: stop.reason },
-        ),
-      );
-    if (stop.aborted) onAbort();
-    else stop.addEventListener("abort", onAbort, { once: true });
-  });
+  const resolve = options.resolve ?? resolveDns;
   try {
-    const resolve = options.resolve ?? resolveDns;
-    // Called inside then() so that a resolver throwing synchronously is a failed lookup too.
-    const answer = await Promise.race([Promise.resolve().then(() => resolve(host, stop)), gaveUp]);
+    const resolving = withTimeout((stop) => resolve(host, stop), timeoutMs, () => timedOut, signal);
+    // The job's signal ends the wait too, whether or not the resolver honours it.
+    const answer: unknown = await (signal ? abortable(resolving, signal) : resolving);
     if (!Array.isArray(answer) || answer.some((a) => typeof a !== "string")) {
       throw new DnsLookupError(`DNS lookup of ${host} returned no list of addresses`);
     }
@@ -117,10 +96,15 @@ async function lookup(
     return answer;
   } catch (error) {
     if (error instanceof DnsLookupError) throw error;
-    throw new DnsLookupError(`DNS lookup of ${host} failed: ${describe(error)}`, { cause: error });
-  } finally {
-    clearTimeout(timer);
-    if (onAbort) stop.removeEventListener("abort", onAbort);
+    if (signal?.aborted && error === signal.reason) {
+      throw new DnsLookupError(
+        `DNS lookup of ${host} abandoned (${describeError(error)})`,
+        { cause: error },
+      );
+    }
+    throw new DnsLookupError(`DNS lookup of ${host} failed: ${describeError(error)}`, {
+      cause: error,
+    });
   }
 }
 
@@ -141,7 +125,7 @@ export async function assertPublicUrl(
   const host = hostKey(url.hostname);
   if (options.allowHosts?.some((entry) => allowKey(entry) === host)) return;
   if (host === "") throw block("no host");
-  if (host === "localhost" || host.endsWith(".localhost") || host.endsWith(".internal")) {
+  if (isLocalhostName(host) || host.endsWith(".internal")) {
     throw block("local name");
   }
   const literal = parseV4(host) !== null || url.hostname.startsWith("[");

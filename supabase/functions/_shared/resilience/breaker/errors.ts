@@ -6,7 +6,7 @@
 /**
  * Raised when a breaker refuses a call. Each breaker builds exactly one of
  * these, without a stack trace, and rejects every refused call with it: a
- * refusal must cost nothing (DESIGN §6: <= 0.2 µs), and a stack would only
+ * refusal must cost nothing (<= 0.2 µs, docs/benchmarks.md), and a stack would only
  * point at the breaker anyway.
  */
 export class CircuitOpenError extends Error {

@@ -1,32 +1,14 @@
 /**
- * Breakers on the request path: an open breaker answers 503 problem+json with
- * `Retry-After`, and breaker state shows in `/ready`.
+ * Breaker state in `/ready`: a readiness check over one breaker, a list, or a
+ * registry. (An open breaker on the request path is answered 503 by
+ * http/problem.ts.)
  *
  * @example
- * try {
- *   return await breaker.execute((signal) => fetch(url, { signal }));
- * } catch (error) {
- *   throw circuitOpenHttpError(error); // 503 circuit_open for a refusal, else unchanged
- * }
+ * defineFunction({ name: "fn", readiness: [breakerReadiness(breakers)] });
  */
-import { CircuitOpenError } from "./errors.ts";
-import type { BreakerRegistry } from "./registry.ts";
-import type { CircuitBreaker } from "./circuit_breaker.ts";
-import { HttpError } from "../../http/problem.ts";
 import type { CheckResult, ReadinessCheck } from "../../core/readiness.ts";
-
-/** Maps a breaker refusal to 503 `circuit_open` with `Retry-After`; other values pass through. */
-export function circuitOpenHttpError(error: unknown): unknown {
-  if (!(error instanceof CircuitOpenError)) return error;
-  return new HttpError({
-    status: 503,
-    code: "circuit_open",
-    // The key names a dependency, which callers need not know.
-    detail: "A dependency is unavailable; try again later.",
-    headers: { "retry-after": String(Math.max(1, Math.ceil(error.retryAfterMs / 1000))) },
-    cause: error,
-  });
-}
+import type { CircuitBreaker } from "./circuit_breaker.ts";
+import type { BreakerRegistry } from "./registry.ts";
 
 /** Options of {@link breakerReadiness}. */
 export interface BreakerReadinessOptions {

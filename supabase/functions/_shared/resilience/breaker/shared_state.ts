@@ -11,7 +11,8 @@
  */
 import type { Sql } from "npm:postgres@3";
 import type { BreakerState, BreakerSync, CircuitBreaker } from "./circuit_breaker.ts";
-import type { WarnLog } from "../rate_limit/decision.ts";
+import { errorMessage } from "../../core/errors.ts";
+import type { WarnLog } from "../../core/log.ts";
 
 /** The latest trip or recovery some isolate published for a key. */
 export interface SharedRecord {
@@ -141,7 +142,7 @@ export class SharedBreakerState {
       // Warn once per outage, not once per call: local state carries on meanwhile.
       if (this.#healthy) {
         this.#log?.warn("breaker store unreachable; using local breaker state", {
-          error: error instanceof Error ? error.message : String(error),
+          error: errorMessage(error),
         });
       }
       this.#healthy = false;

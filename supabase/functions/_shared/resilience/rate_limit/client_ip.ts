@@ -12,13 +12,7 @@
  * const ip = clientIp(req, { header: "x-forwarded-for", hops: 1 }, "10.0.0.7");
  */
 
-/** Which header to believe, and how many trusted proxies append to `x-forwarded-for`. */
-export interface ClientIpPolicy {
-  /** Lower-case header name, or null to believe no header. */
-  header: string | null;
-  /** Trusted proxies that each append one `x-forwarded-for` hop (>= 1). */
-  hops: number;
-}
+import type { ClientIpPolicy } from "../../core/env.ts";
 
 /** What an address is keyed on when nothing vouches for one: a shared bucket, never a fresh one. */
 export const UNKNOWN_IP = "unknown";

@@ -5,12 +5,15 @@
  * @example
  * const policy = { name: "default", limit: 100, periodSeconds: 60 };
  * const d = await rateLimit(policy, `user:${sub}`, { sql });
- * if (!d.allowed) throw rateLimitedError(d, policy);
+ * if (!d.allowed) throw new RateLimitedError(d, policy);
  */
 import type { Sql } from "npm:postgres@3";
 import { defaultIsFailure } from "../breaker/errors.ts";
 import { CircuitBreaker } from "../breaker/circuit_breaker.ts";
 import { isDataError, sqlState } from "../../core/db.ts";
+import { errorMessage } from "../../core/errors.ts";
+import type { WarnLog } from "../../core/log.ts";
+import { abortable, type Clock } from "../../core/time.ts";
 
 /** A limit: `limit` units per `periodSeconds`, bursts of up to `limit`. */
 export interface RateLimitRule {
@@ -40,11 +43,6 @@ export interface RateLimitDecision {
   degraded?: "open" | "closed";
 }
 
-/** Where warnings go (the shared Logger fits). */
-export interface WarnLog {
-  warn(msg: string, fields?: Record<string, unknown>): void;
-}
-
 /** Injected collaborators. */
 export interface RateLimitDeps {
   sql: Sql;
@@ -54,12 +52,14 @@ export interface RateLimitDeps {
    * Default: one breaker per `sql` client.
    */
   breaker?: CircuitBreaker;
+  /** The default breaker's clock (default: Date.now). */
+  now?: Clock;
 }
 
 const storeBreakers = new WeakMap<Sql, CircuitBreaker>();
 
-/** The breaker guarding decisions made through `sql` (one per client). */
-export function storeBreaker(sql: Sql): CircuitBreaker {
+/** The breaker guarding decisions made through `sql` (one per client; the first caller's clock). */
+export function storeBreaker(sql: Sql, now: Clock = Date.now): CircuitBreaker {
   let b = storeBreakers.get(sql);
   if (!b) {
     b = new CircuitBreaker({
@@ -67,7 +67,7 @@ export function storeBreaker(sql: Sql): CircuitBreaker {
       policies: [{ kind: "consecutive", failures: 3 }],
       openMs: 5_000,
       isFailure: isStoreOutage,
-    });
+    }, { now });
     storeBreakers.set(sql, b);
   }
   return b;
@@ -82,16 +82,6 @@ interface Row {
   remaining: number;
   reset_ms: number;
   retry_after_ms: number;
-}
-
-/** Rejects with the signal's reason when it aborts: a connect that hangs must not stall requests. */
-function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    if (signal.aborted) return reject(signal.reason);
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-    promise.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
-  });
 }
 
 /**
@@ -157,7 +147,7 @@ export async function rateLimit(
 ): Promise<RateLimitDecision> {
   checkRule(rule);
   const periodMs = Math.round(rule.periodSeconds * 1000);
-  const breaker = deps.breaker ?? storeBreaker(deps.sql);
+  const breaker = deps.breaker ?? storeBreaker(deps.sql, deps.now);
   const stored = await storedKey(rule.name, key);
   try {
     const rows = await breaker.execute(
@@ -198,7 +188,7 @@ export function storeUnavailable(
   log.warn("rate limit store unavailable", {
     policy: rule.name,
     failMode: mode,
-    error: error instanceof Error ? error.message : String(error),
+    error: errorMessage(error),
   });
   const allowed = mode === "open";
   return {
