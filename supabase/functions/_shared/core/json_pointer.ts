@@ -16,7 +16,7 @@ export function escapePointerToken(token: string): string {
 }
 
 /** The pointer to `path` below `base` (`""` is the whole value). */
-export function jsonPointer(base: string, path: readonly PropertyKey[]): string {
+function jsonPointer(base: string, path: readonly PropertyKey[]): string {
   let out = base;
   for (const key of path) out += "/" + escapePointerToken(String(key));
   return out;

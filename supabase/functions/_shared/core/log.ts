@@ -4,6 +4,8 @@
  * status and durationMs are passed by the pipeline.
  */
 
+import { describeError, isInstance, safeGet } from "./errors.ts";
+
 /** Severity, lowest first. */
 export type LogLevel = "debug" | "info" | "warn" | "error";
 
@@ -32,17 +34,18 @@ const consoleSink: LogSink = (level, line) => {
   else console.log(line);
 };
 
-/** Turns an error into loggable fields (name, message, stack, cause). */
+/** Turns an error into loggable fields (name, message, stack, cause); never throws. */
 export function errorFields(error: unknown): Record<string, unknown> {
-  if (error instanceof Error) {
+  if (isInstance(error, Error)) {
+    const cause = safeGet(error, "cause");
     return {
-      error: error.name,
-      message: error.message,
-      stack: error.stack,
-      ...(error.cause !== undefined ? { cause: String(error.cause) } : {}),
+      error: safeGet(error, "name"),
+      message: safeGet(error, "message"),
+      stack: safeGet(error, "stack"),
+      ...(cause !== undefined ? { cause: describeError(cause) } : {}),
     };
   }
-  return { error: String(error) };
+  return { error: describeError(error) };
 }
 
 /** Creates a logger. */

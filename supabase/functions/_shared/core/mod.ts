@@ -24,13 +24,7 @@ export {
   LayerError,
   safeGet,
 } from "./errors.ts";
-export {
-  escapePointerToken,
-  type FieldError,
-  fieldErrors,
-  jsonPointer,
-  plainPath,
-} from "./json_pointer.ts";
+export { escapePointerToken, type FieldError, fieldErrors, plainPath } from "./json_pointer.ts";
 export {
   createLogger,
   errorFields,
@@ -52,7 +46,6 @@ export { defaultWaitUntil } from "./runtime.ts";
 export {
   abortable,
   type Clock,
-  DeadlineExceeded,
   deadlines,
   DeadlineSignals,
   isDeadlineReason,

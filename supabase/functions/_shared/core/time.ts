@@ -83,7 +83,7 @@ export async function withTimeout<T>(
 }
 
 /** The abort reason of a deadline signal; recognise it with {@link isDeadlineReason}. */
-export class DeadlineExceeded extends Error {
+class DeadlineExceeded extends Error {
   readonly timeoutMs: number;
   constructor(timeoutMs: number) {
     super(`deadline of ${timeoutMs} ms exceeded`);

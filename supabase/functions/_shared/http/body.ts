@@ -17,7 +17,7 @@ const tooLarge = (limit: number) =>
   });
 
 /** True for `application/json` and `application/*+json`, any parameters. */
-export function isJsonContentType(value: string | null): boolean {
+function isJsonContentType(value: string | null): boolean {
   if (!value) return false;
   const type = value.split(";", 1)[0]!.trim().toLowerCase();
   return type === "application/json" || (type.startsWith("application/") && type.endsWith("+json"));

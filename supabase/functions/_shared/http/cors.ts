@@ -22,8 +22,7 @@ export const ALLOWED_HEADERS = [
 ].join(", ");
 
 /** Headers a browser script may read from our responses. */
-export const EXPOSED_HEADERS =
-  "Retry-After, RateLimit, RateLimit-Policy, X-Request-Id, Content-Length";
+const EXPOSED_HEADERS = "Retry-After, RateLimit, RateLimit-Policy, X-Request-Id, Content-Length";
 
 const ALLOWED_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS";
 

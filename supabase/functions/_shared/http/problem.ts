@@ -72,7 +72,7 @@ export class HttpError extends LayerError {
 }
 
 /** Prefix of every problem `type` URI; the code completes it. */
-export const PROBLEM_TYPE_BASE = "urn:supabase-starter:problem:";
+const PROBLEM_TYPE_BASE = "urn:supabase-starter:problem:";
 
 /** The JSON body of a problem response. */
 export interface ProblemBody {
@@ -86,12 +86,12 @@ export interface ProblemBody {
 }
 
 /** Turns one kind of lower-layer error into an {@link HttpError}; undefined for any other value. */
-export type ErrorMapper = (error: unknown) => HttpError | undefined;
+type ErrorMapper = (error: unknown) => HttpError | undefined;
 
 const RETRY_SOON = { "retry-after": "5" };
 
 /** Breaker refusal: 503 `circuit_open`, `Retry-After` when it may let a probe through. */
-export const circuitOpen: ErrorMapper = (e) =>
+const circuitOpen: ErrorMapper = (e) =>
   e instanceof CircuitOpenError
     ? new HttpError({
       status: 503,
@@ -109,7 +109,7 @@ export const circuitOpen: ErrorMapper = (e) =>
  * 422, a unique or exclusion conflict 409, a privilege the caller's role lacks
  * (42501) 403. Details name no table, column or SQL. Anything else: undefined (a 500).
  */
-export const postgresError: ErrorMapper = (e) => {
+const postgresError: ErrorMapper = (e) => {
   if (isConnectionError(e)) return databaseUnavailable(e);
   const state = sqlState(e);
   if (state === null) return undefined;
@@ -149,7 +149,7 @@ function databaseUnavailable(cause: unknown): HttpError {
 }
 
 /** The database layer's own errors: unavailable 503, not configured 503 (hidden), role refused 403. */
-export const databaseError: ErrorMapper = (e) => {
+const databaseError: ErrorMapper = (e) => {
   if (!(e instanceof DatabaseError)) return undefined;
   if (e.code === "database_unavailable") return databaseUnavailable(e);
   if (e.code === "forbidden_role") {
@@ -159,7 +159,7 @@ export const databaseError: ErrorMapper = (e) => {
 };
 
 /** 401 (with `WWW-Authenticate: Bearer`) or 403 for a refused credential. */
-export const authError: ErrorMapper = (e) => {
+const authError: ErrorMapper = (e) => {
   if (!(e instanceof AuthError)) return undefined;
   if (e.kind === "forbidden") {
     return new HttpError({ status: 403, code: e.code, detail: e.message, cause: e });
@@ -174,19 +174,19 @@ export const authError: ErrorMapper = (e) => {
 };
 
 /** Signing keys unreachable with none in hand: 503 `jwks_unavailable`, never a 401. */
-export const jwksUnavailable: ErrorMapper = (e) =>
+const jwksUnavailable: ErrorMapper = (e) =>
   e instanceof JwksUnavailableError
     ? new HttpError({ status: 503, code: e.code, detail: e.message, headers: RETRY_SOON, cause: e })
     : undefined;
 
 /** A misconfigured environment: 500 `misconfigured`, the detail only in the log. */
-export const envError: ErrorMapper = (e) =>
+const envError: ErrorMapper = (e) =>
   e instanceof EnvError
     ? new HttpError({ status: 500, code: e.code, detail: e.message, expose: false, cause: e })
     : undefined;
 
 /** 429 `rate_limited`, or 503 `rate_limit_unavailable` (fail-closed, no store), with the RateLimit headers. */
-export const rateLimited: ErrorMapper = (e) =>
+const rateLimited: ErrorMapper = (e) =>
   e instanceof RateLimitedError
     ? new HttpError({
       status: e.status,
@@ -198,7 +198,7 @@ export const rateLimited: ErrorMapper = (e) =>
     : undefined;
 
 /** Enqueue refusals that reach HTTP: 422 `invalid_job_payload` (with field errors), 413 too large. */
-export const queueError: ErrorMapper = (e) => {
+const queueError: ErrorMapper = (e) => {
   if (e instanceof JobPayloadError) {
     return new HttpError({
       status: 422,
@@ -215,7 +215,7 @@ export const queueError: ErrorMapper = (e) => {
 };
 
 /** Every mapper, tried in order; the first answer wins. */
-export const errorMappers: readonly ErrorMapper[] = [
+const errorMappers: readonly ErrorMapper[] = [
   authError,
   jwksUnavailable,
   databaseError,

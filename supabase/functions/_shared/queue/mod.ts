@@ -30,11 +30,5 @@ export {
 } from "./job.ts";
 export { effectiveMaxAttempts, retryWindow, WEBHOOK_RETRY_SCHEDULE_MS } from "./retry_policy.ts";
 export { type ClaimedJob, type JobOutcome, runJob } from "./run_job.ts";
-export {
-  budgetReserveMs,
-  runWorker,
-  type StopReason,
-  type WorkerOptions,
-  type WorkerSummary,
-} from "./worker.ts";
+export { runWorker, type StopReason, type WorkerOptions, type WorkerSummary } from "./worker.ts";
 export * from "./jobs/mod.ts";

@@ -46,7 +46,7 @@ export interface RunJobOptions {
 }
 
 /** Deferrals wait at least this long: a zero delay would make a drain spin on one job. */
-export const MIN_DEFER_MS = 1_000;
+const MIN_DEFER_MS = 1_000;
 const MAX_DEFER_MS = 86_400_000;
 
 /** The definition's timeout, or the default. */

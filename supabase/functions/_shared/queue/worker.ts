@@ -87,7 +87,7 @@ export interface WorkerSummary {
  * Time kept back at the end of a budget for the last acknowledgements and the
  * reply: a tenth of it, within 100 ms .. 2 s.
  */
-export function budgetReserveMs(budgetMs: number): number {
+function budgetReserveMs(budgetMs: number): number {
   return Math.min(2_000, Math.max(100, budgetMs / 10));
 }
 

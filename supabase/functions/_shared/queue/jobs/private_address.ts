@@ -44,7 +44,7 @@ export function parseV4(text: string): number | null {
 }
 
 /** Eight 16-bit groups; a zone id (`%eth0`) is ignored, the address decides. */
-export function parseV6(text: string): number[] | null {
+function parseV6(text: string): number[] | null {
   const zone = text.indexOf("%");
   const ip = zone >= 0 ? text.slice(0, zone) : text;
   const halves = ip.split("::");
@@ -78,14 +78,14 @@ export function parseV6(text: string): number[] | null {
 }
 
 /** True for an IPv4 address (uint32) in a range that is not globally reachable. */
-export function isPrivateV4(address: number): boolean {
+function isPrivateV4(address: number): boolean {
   return V4_RANGES.some((r) => ((address & r.mask) >>> 0) === r.base);
 }
 
 const v4At = (g: readonly number[], i: number) => ((g[i]! << 16) | g[i + 1]!) >>> 0;
 
 /** True for an IPv6 address (eight groups) a webhook must not reach. */
-export function isPrivateV6(g: readonly number[]): boolean {
+function isPrivateV6(g: readonly number[]): boolean {
   const [g0, g1, g2, g3, g4, g5] = g as [number, number, number, number, number, number];
   const zero64 = g0 === 0 && g1 === 0 && g2 === 0 && g3 === 0;
   const tail = v4At(g, 6);

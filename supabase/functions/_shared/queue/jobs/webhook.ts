@@ -7,6 +7,7 @@
  * Headers that cannot or must not be sent fail the schema (`invalid_payload`).
  */
 import { z } from "npm:zod@4";
+import type { Clock } from "../../core/time.ts";
 import { BreakerRegistry } from "../../resilience/breaker/registry.ts";
 import { CircuitOpenError } from "../../resilience/breaker/errors.ts";
 import { DeferJobError, PermanentJobError } from "../errors.ts";
@@ -24,7 +25,7 @@ export const webhookPayload = z.object({
 });
 
 /** A retryable delivery failure (5xx, 429). */
-export class WebhookHttpError extends Error {
+class WebhookHttpError extends Error {
   constructor(readonly status: number) {
     super(`webhook answered ${status}`);
     this.name = "WebhookHttpError";
@@ -37,13 +38,20 @@ export interface Breaker {
 }
 
 /**
- * Hosts' breakers for this isolate: bounded (webhook targets are arbitrary), so
- * a flood of distinct hosts cannot grow memory without limit.
+ * Hosts' breakers of one job definition (queue-worker builds one per isolate):
+ * bounded (webhook targets are arbitrary), so a flood of distinct hosts cannot
+ * grow memory without limit.
  */
-const hostBreakers = new BreakerRegistry({
-  maxSize: 500,
-  defaults: { policies: [{ kind: "consecutive", failures: 5 }], openMs: 30_000, timeoutMs: 30_000 },
-});
+function hostBreakers(now: Clock): BreakerRegistry {
+  return new BreakerRegistry({
+    maxSize: 500,
+    defaults: {
+      policies: [{ kind: "consecutive", failures: 5 }],
+      openMs: 30_000,
+      timeoutMs: 30_000,
+    },
+  }, { now });
+}
 
 /** Dependencies of {@link webhookDeliverJob}. */
 export interface WebhookDeps extends SsrfOptions {
@@ -51,6 +59,8 @@ export interface WebhookDeps extends SsrfOptions {
   /** Breaker for a host; default: the shared circuit breaker, one per host (5 failures, 30 s). */
   breakerFor?: (host: string) => Breaker;
   timeoutMs?: number;
+  /** Clock of the default breakers (default: Date.now). */
+  now?: Clock;
 }
 
 /**
@@ -68,7 +78,8 @@ function deferIfOpen(error: unknown): never {
 /** Builds the `webhook.deliver` job definition. */
 export function webhookDeliverJob(deps: WebhookDeps = {}): JobDefinition {
   const doFetch = deps.fetch ?? globalThis.fetch.bind(globalThis);
-  const breakerFor = deps.breakerFor ?? ((host: string) => hostBreakers.get(host));
+  const breakers = deps.breakerFor ? null : hostBreakers(deps.now ?? Date.now);
+  const breakerFor = deps.breakerFor ?? ((host: string) => breakers!.get(host));
   return defineJob({
     type: "webhook.deliver",
     schema: webhookPayload,

@@ -32,10 +32,10 @@ const HOP_BY_HOP = new Set([
 ]);
 
 /** Limits that keep a request within what servers accept (typically 8-16 KiB of headers). */
-export const HEADER_LIMITS = { count: 100, nameLength: 256, valueLength: 8_192 } as const;
+const HEADER_LIMITS = { count: 100, nameLength: 256, valueLength: 8_192 } as const;
 
 /** Why `name` may not be sent by a webhook, or null if it may. */
-export function headerNameProblem(name: string): string | null {
+function headerNameProblem(name: string): string | null {
   if (name.length === 0) return "header name is empty";
   if (name.length > HEADER_LIMITS.nameLength) {
     return `header name is longer than ${HEADER_LIMITS.nameLength} characters`;
@@ -49,7 +49,7 @@ export function headerNameProblem(name: string): string | null {
 }
 
 /** Why `value` may not be sent as a header value, or null if it may. */
-export function headerValueProblem(value: string): string | null {
+function headerValueProblem(value: string): string | null {
   if (value.length > HEADER_LIMITS.valueLength) {
     return `header value is longer than ${HEADER_LIMITS.valueLength} characters`;
   }

@@ -61,7 +61,7 @@ export type ResultClassifier = (value: unknown) => boolean;
 const STRESS_4XX = new Set([408, 429]);
 
 /** True for a status code that should count against the dependency. */
-export function isFailureStatus(status: number): boolean {
+function isFailureStatus(status: number): boolean {
   return status >= 500 || STRESS_4XX.has(status);
 }
 

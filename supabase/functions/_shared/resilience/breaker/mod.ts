@@ -16,7 +16,6 @@ export {
   defaultIsFailure,
   defaultIsFailureResult,
   type FailureClassifier,
-  isFailureStatus,
   type ResultClassifier,
 } from "./errors.ts";
 export {

@@ -65,7 +65,7 @@ export function ipBucket(ip: string): string {
 }
 
 /** The value the policy's header vouches for, or null (absent, malformed, or too few hops). */
-export function vouchedIp(headers: Headers, policy: ClientIpPolicy): string | null {
+function vouchedIp(headers: Headers, policy: ClientIpPolicy): string | null {
   if (!policy.header) return null;
   const raw = headers.get(policy.header);
   if (raw === null) return null;

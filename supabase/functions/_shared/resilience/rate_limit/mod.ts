@@ -1,5 +1,5 @@
 /** Rate limiting: the Postgres decision, the client address, the request-path limiter. */
-export { clientIp, ipBucket, parseIp, UNKNOWN_IP, vouchedIp } from "./client_ip.ts";
+export { clientIp, ipBucket, parseIp, UNKNOWN_IP } from "./client_ip.ts";
 export {
   checkRule,
   isStoreOutage,
