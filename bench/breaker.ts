@@ -18,7 +18,7 @@ import {
   wrap,
 } from "npm:cockatiel@4";
 import Opossum from "npm:opossum@10";
-import { CircuitBreaker } from "../supabase/functions/_shared/circuit_breaker.ts";
+import { CircuitBreaker } from "../supabase/functions/_shared/mod.ts";
 import { benchRateLimit } from "./rate_limit_decision.ts";
 
 const { values } = parseArgs({

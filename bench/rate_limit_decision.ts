@@ -6,7 +6,7 @@ import { join } from "node:path";
 import postgres from "npm:postgres@3";
 import { startPostgres } from "../local/database/mod.ts";
 import { buildTemplate, freePort, withDatabase } from "../tests/_harness/database.ts";
-import { rateLimit } from "../supabase/functions/_shared/rate_limit.ts";
+import { rateLimit } from "../supabase/functions/_shared/mod.ts";
 
 /** Starts a throwaway cluster, migrates it, and times `n` decisions over 100 keys. */
 export async function benchRateLimit(n: number): Promise<void> {

@@ -7,8 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { verifyAuth } from "npm:@supabase/server@1/core";
-import { type AuthMode, createAuthenticator } from "../supabase/functions/_shared/auth.ts";
-import { readEnv } from "../supabase/functions/_shared/env.ts";
+import { type AuthMode, createAuthenticator, readEnv } from "../supabase/functions/_shared/mod.ts";
 import { makeProject, signToken, unsecuredToken } from "./_harness/keys.ts";
 
 type Outcome = { ok: false } | {

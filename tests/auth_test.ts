@@ -5,9 +5,7 @@
  * JWTs, named secret keys.
  */
 import assert from "node:assert/strict";
-import { createAuthenticator } from "../supabase/functions/_shared/auth.ts";
-import { readEnv } from "../supabase/functions/_shared/env.ts";
-import { HttpError } from "../supabase/functions/_shared/errors.ts";
+import { createAuthenticator, HttpError, readEnv } from "../supabase/functions/_shared/mod.ts";
 import { makeKey, makeProject, signToken } from "./_harness/keys.ts";
 import { serve } from "./_harness/server.ts";
 

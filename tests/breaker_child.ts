@@ -6,11 +6,11 @@
  * Prints {"openUntil": <epoch ms>} once its publications are stored.
  */
 import postgres from "npm:postgres@3";
-import { CircuitBreaker } from "../supabase/functions/_shared/circuit_breaker.ts";
 import {
+  CircuitBreaker,
   postgresBreakerStore,
   SharedBreakerState,
-} from "../supabase/functions/_shared/breaker_store.ts";
+} from "../supabase/functions/_shared/mod.ts";
 
 const [url, key, mode] = Deno.args;
 const sql = postgres(url!, { max: 2, onnotice: () => {} });

@@ -6,14 +6,12 @@
 import assert from "node:assert/strict";
 import postgres from "npm:postgres@3";
 import {
-  postgresBreakerStore,
-  SharedBreakerState,
-} from "../supabase/functions/_shared/breaker_store.ts";
-import {
   type BreakerState,
   CircuitBreaker,
-} from "../supabase/functions/_shared/circuit_breaker.ts";
-import { CircuitOpenError } from "../supabase/functions/_shared/breaker_errors.ts";
+  CircuitOpenError,
+  postgresBreakerStore,
+  SharedBreakerState,
+} from "../supabase/functions/_shared/mod.ts";
 import { freePort, freshDatabase } from "./_harness/database.ts";
 
 const CHILD = new URL("./breaker_child.ts", import.meta.url).pathname;

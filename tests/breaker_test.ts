@@ -6,21 +6,18 @@
  */
 import assert from "node:assert/strict";
 import {
-  BreakerTimeoutError,
-  CircuitOpenError,
-} from "../supabase/functions/_shared/breaker_errors.ts";
-import {
-  breakerReadiness,
-  circuitOpenHttpError,
-} from "../supabase/functions/_shared/breaker_http.ts";
-import { BreakerRegistry } from "../supabase/functions/_shared/breaker_registry.ts";
-import {
   type BreakerOptions,
+  breakerReadiness,
+  BreakerRegistry,
+  BreakerTimeoutError,
   CircuitBreaker,
-} from "../supabase/functions/_shared/circuit_breaker.ts";
-import { defineFunction } from "../supabase/functions/_shared/function.ts";
-import { readEnv } from "../supabase/functions/_shared/env.ts";
-import { HttpError, problemResponse } from "../supabase/functions/_shared/errors.ts";
+  CircuitOpenError,
+  circuitOpenHttpError,
+  defineFunction,
+  HttpError,
+  problemResponse,
+  readEnv,
+} from "../supabase/functions/_shared/mod.ts";
 import { serve } from "./_harness/server.ts";
 
 class Clock {

@@ -10,9 +10,9 @@ import {
   type ClientIpPolicy,
   ipBucket,
   parseIp,
+  readEnv,
   UNKNOWN_IP,
-} from "../supabase/functions/_shared/client_ip.ts";
-import { readEnv } from "../supabase/functions/_shared/env.ts";
+} from "../supabase/functions/_shared/mod.ts";
 
 Deno.test("parseIp: valid addresses normalised, every other shape refused", () => {
   const valid: [string, string][] = [

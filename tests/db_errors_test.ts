@@ -5,9 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { z } from "npm:zod@4";
-import { defineFunction } from "../supabase/functions/_shared/function.ts";
-import { readEnv } from "../supabase/functions/_shared/env.ts";
-import { action } from "../supabase/functions/_shared/router.ts";
+import { action, defineFunction, readEnv } from "../supabase/functions/_shared/mod.ts";
 import { freePort, freshDatabase } from "./_harness/database.ts";
 import { serve } from "./_harness/server.ts";
 

@@ -1,7 +1,6 @@
 /** /health and /ready on every function: no credentials, health+json, no internals leaked. */
 import assert from "node:assert/strict";
-import { defineFunction } from "../supabase/functions/_shared/function.ts";
-import { readEnv } from "../supabase/functions/_shared/env.ts";
+import { defineFunction, readEnv } from "../supabase/functions/_shared/mod.ts";
 import { apiSpec } from "../supabase/functions/api/index.ts";
 import { freePort, freshDatabase } from "./_harness/database.ts";
 import { makeProject } from "./_harness/keys.ts";

@@ -6,10 +6,11 @@
 import assert from "node:assert/strict";
 import {
   BreakerTimeoutError,
+  CircuitBreaker,
   CircuitOpenError,
-} from "../supabase/functions/_shared/breaker_errors.ts";
-import { CircuitBreaker } from "../supabase/functions/_shared/circuit_breaker.ts";
-import { outboundFetch, parseRetryAfter } from "../supabase/functions/_shared/outbound_fetch.ts";
+  outboundFetch,
+  parseRetryAfter,
+} from "../supabase/functions/_shared/mod.ts";
 import { serve } from "./_harness/server.ts";
 
 /** A dependency answering from a script of responses (the last one repeats). */

@@ -7,21 +7,19 @@
 import assert from "node:assert/strict";
 import fc from "npm:fast-check@4";
 import { z } from "npm:zod@4";
-import { BreakerRegistry } from "../supabase/functions/_shared/breaker_registry.ts";
-import { createLogger } from "../supabase/functions/_shared/log.ts";
-import { enqueueMany } from "../supabase/functions/_shared/queue/enqueue.ts";
 import {
   type BackoffPolicy,
+  BreakerRegistry,
+  createLogger,
   defineJob,
+  enqueueMany,
   JOB_DEFAULTS,
   jobRegistry,
-} from "../supabase/functions/_shared/queue/job.ts";
-import {
   retryWindow,
+  runWorker,
   WEBHOOK_RETRY_SCHEDULE_MS,
-} from "../supabase/functions/_shared/queue/retry_policy.ts";
-import { webhookDeliverJob } from "../supabase/functions/_shared/queue/webhook.ts";
-import { runWorker } from "../supabase/functions/_shared/queue/worker.ts";
+  webhookDeliverJob,
+} from "../supabase/functions/_shared/mod.ts";
 import { freshDatabase } from "./_harness/database.ts";
 import { serve } from "./_harness/server.ts";
 

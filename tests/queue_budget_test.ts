@@ -8,16 +8,17 @@
 import assert from "node:assert/strict";
 import fc from "npm:fast-check@4";
 import { z } from "npm:zod@4";
-import { defineFunction } from "../supabase/functions/_shared/function.ts";
-import { readEnv } from "../supabase/functions/_shared/env.ts";
-import { createLogger } from "../supabase/functions/_shared/log.ts";
-import { enqueue, enqueueMany } from "../supabase/functions/_shared/queue/enqueue.ts";
 import {
+  createLogger,
+  defineFunction,
   defineJob,
+  enqueue,
+  enqueueMany,
   type JobDefinition,
   jobRegistry,
-} from "../supabase/functions/_shared/queue/job.ts";
-import { runWorker } from "../supabase/functions/_shared/queue/worker.ts";
+  readEnv,
+  runWorker,
+} from "../supabase/functions/_shared/mod.ts";
 import { BUDGET_RANGE_MS, queueWorkerSpec } from "../supabase/functions/queue-worker/spec.ts";
 import { freshDatabase, type TestDatabase } from "./_harness/database.ts";
 import { makeProject } from "./_harness/keys.ts";

@@ -4,14 +4,18 @@
  */
 import assert from "node:assert/strict";
 import { z } from "npm:zod@4";
-import { defineFunction } from "../supabase/functions/_shared/function.ts";
-import { readEnv } from "../supabase/functions/_shared/env.ts";
-import { enqueueMany } from "../supabase/functions/_shared/queue/enqueue.ts";
-import { defineJob, jobRegistry } from "../supabase/functions/_shared/queue/job.ts";
-import { runWorker } from "../supabase/functions/_shared/queue/worker.ts";
-import { webhookDeliverJob } from "../supabase/functions/_shared/queue/webhook.ts";
-import { BreakerRegistry } from "../supabase/functions/_shared/breaker_registry.ts";
-import { assertPublicUrl, isPrivateAddress } from "../supabase/functions/_shared/queue/ssrf.ts";
+import {
+  assertPublicUrl,
+  BreakerRegistry,
+  defineFunction,
+  defineJob,
+  enqueueMany,
+  isPrivateAddress,
+  jobRegistry,
+  readEnv,
+  runWorker,
+  webhookDeliverJob,
+} from "../supabase/functions/_shared/mod.ts";
 import { queueWorkerSpec } from "../supabase/functions/queue-worker/spec.ts";
 import { jobDefinitions } from "../supabase/functions/queue-worker/jobs.ts";
 import { freshDatabase } from "./_harness/database.ts";

@@ -12,15 +12,13 @@ import type postgres from "npm:postgres@3";
 import { z } from "npm:zod@4";
 import { freshDatabase } from "./_harness/database.ts";
 import {
+  defineJob,
   enqueue,
   enqueueMany,
   MAX_PAYLOAD_BYTES,
-} from "../supabase/functions/_shared/queue/enqueue.ts";
-import {
   PayloadTooLargeError,
   QueueOptionsError,
-} from "../supabase/functions/_shared/queue/errors.ts";
-import { defineJob } from "../supabase/functions/_shared/queue/job.ts";
+} from "../supabase/functions/_shared/mod.ts";
 
 type Sql = postgres.Sql;
 const MiB = 1024 * 1024;

@@ -9,16 +9,17 @@ import assert from "node:assert/strict";
 import fc from "npm:fast-check@4";
 import { z } from "npm:zod@4";
 import { freshDatabase } from "./_harness/database.ts";
-import { enqueueMany } from "../supabase/functions/_shared/queue/enqueue.ts";
 import {
+  createLogger,
+  defineJob,
   describeError,
+  enqueueMany,
   ERROR_TEXT_LIMIT,
-} from "../supabase/functions/_shared/queue/describe_error.ts";
-import { PermanentJobError } from "../supabase/functions/_shared/queue/errors.ts";
-import { defineJob, jobRegistry } from "../supabase/functions/_shared/queue/job.ts";
-import { runJob } from "../supabase/functions/_shared/queue/run_job.ts";
-import { runWorker } from "../supabase/functions/_shared/queue/worker.ts";
-import { createLogger } from "../supabase/functions/_shared/log.ts";
+  jobRegistry,
+  PermanentJobError,
+  runJob,
+  runWorker,
+} from "../supabase/functions/_shared/mod.ts";
 
 /** Values that break naive describers (String(), JSON.stringify, instanceof, getters). */
 function nastyValues(): [string, unknown][] {

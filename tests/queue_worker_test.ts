@@ -6,14 +6,16 @@ import assert from "node:assert/strict";
 import postgres from "npm:postgres@3";
 import { z } from "npm:zod@4";
 import { freshDatabase } from "./_harness/database.ts";
-import { enqueue, enqueueMany } from "../supabase/functions/_shared/queue/enqueue.ts";
 import {
+  defineJob,
+  enqueue,
+  enqueueMany,
   JobPayloadError,
+  jobRegistry,
   PermanentJobError,
   QueueOptionsError,
-} from "../supabase/functions/_shared/queue/errors.ts";
-import { defineJob, jobRegistry } from "../supabase/functions/_shared/queue/job.ts";
-import { runWorker } from "../supabase/functions/_shared/queue/worker.ts";
+  runWorker,
+} from "../supabase/functions/_shared/mod.ts";
 
 const fast = { baseMs: 0, maxMs: 0 };
 const countRows = async (sql: import("npm:postgres@3").Sql, table: string) =>

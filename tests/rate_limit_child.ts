@@ -4,7 +4,7 @@
  * Usage: deno run -A tests/rate_limit_child.ts <dbUrl> <key> <limit> <n>
  */
 import postgres from "npm:postgres@3";
-import { rateLimit } from "../supabase/functions/_shared/rate_limit.ts";
+import { rateLimit } from "../supabase/functions/_shared/mod.ts";
 
 const [url, key, limit, n] = Deno.args;
 const sql = postgres(url!, { max: 8, onnotice: () => {} });

@@ -6,16 +6,17 @@
 import assert from "node:assert/strict";
 import postgres from "npm:postgres@3";
 import fc from "npm:fast-check@4";
-import { isDataError, sqlState } from "../supabase/functions/_shared/db.ts";
 import {
+  BreakerTimeoutError,
+  isDataError,
   isStoreOutage,
   MAX_PLAIN_KEY_BYTES,
   rateLimit,
   type RateLimitRule,
+  sqlState,
   storeBreaker,
   storedKey,
-} from "../supabase/functions/_shared/rate_limit.ts";
-import { BreakerTimeoutError } from "../supabase/functions/_shared/breaker_errors.ts";
+} from "../supabase/functions/_shared/mod.ts";
 import { freePort, freshDatabase } from "./_harness/database.ts";
 
 /** What an attacker controls in a key: any string, any length, any code unit. */

@@ -5,16 +5,17 @@
 import assert from "node:assert/strict";
 import postgres from "npm:postgres@3";
 import { z } from "npm:zod@4";
-import { defineFunction } from "../supabase/functions/_shared/function.ts";
-import { createDatabase } from "../supabase/functions/_shared/db.ts";
-import { readEnv } from "../supabase/functions/_shared/env.ts";
-import { rateLimit, type RateLimitRule } from "../supabase/functions/_shared/rate_limit.ts";
 import {
+  action,
+  createDatabase,
   createRateLimiter,
+  defineFunction,
+  rateLimit,
   rateLimitHeaders,
   rateLimitKey,
-} from "../supabase/functions/_shared/rate_limit_http.ts";
-import { action } from "../supabase/functions/_shared/router.ts";
+  type RateLimitRule,
+  readEnv,
+} from "../supabase/functions/_shared/mod.ts";
 import { freePort, freshDatabase } from "./_harness/database.ts";
 import { serve } from "./_harness/server.ts";
 

@@ -1,12 +1,18 @@
 /** Unit tests of the small _shared modules, with real Requests and Responses. */
 import assert from "node:assert/strict";
-import { readBodyBytes, readJsonBody } from "../supabase/functions/_shared/body.ts";
+import {
+  ALLOWED_HEADERS,
+  corsPolicy,
+  createLogger,
+  defineFunction,
+  EnvError,
+  HttpError,
+  problemResponse,
+  readBodyBytes,
+  readEnv,
+  readJsonBody,
+} from "../supabase/functions/_shared/mod.ts";
 import { corsHeaders as supabaseCors } from "npm:@supabase/supabase-js@2/cors";
-import { ALLOWED_HEADERS, corsPolicy } from "../supabase/functions/_shared/cors.ts";
-import { EnvError, readEnv } from "../supabase/functions/_shared/env.ts";
-import { HttpError, problemResponse } from "../supabase/functions/_shared/errors.ts";
-import { defineFunction } from "../supabase/functions/_shared/function.ts";
-import { createLogger } from "../supabase/functions/_shared/log.ts";
 
 const status = async (p: Promise<unknown>) => {
   try {

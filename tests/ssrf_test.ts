@@ -6,12 +6,12 @@
  */
 import assert from "node:assert/strict";
 import fc from "npm:fast-check@4";
-import { PermanentJobError } from "../supabase/functions/_shared/queue/errors.ts";
 import {
   assertPublicUrl,
   DnsLookupError,
   isPrivateAddress,
-} from "../supabase/functions/_shared/queue/ssrf.ts";
+  PermanentJobError,
+} from "../supabase/functions/_shared/mod.ts";
 
 /** Outcome of the guard for `url`: "blocked", "allowed", or the error class name. */
 async function verdict(url: string, resolved: string[] = ["93.184.215.14"]): Promise<string> {

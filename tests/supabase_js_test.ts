@@ -1,8 +1,7 @@
 /** The api function called the way apps call it: supabase-js `functions.invoke`. */
 import assert from "node:assert/strict";
 import { createClient, FunctionsHttpError } from "npm:@supabase/supabase-js@2";
-import { defineFunction } from "../supabase/functions/_shared/function.ts";
-import { readEnv } from "../supabase/functions/_shared/env.ts";
+import { defineFunction, readEnv } from "../supabase/functions/_shared/mod.ts";
 import { apiSpec } from "../supabase/functions/api/index.ts";
 import { makeProject, signToken } from "./_harness/keys.ts";
 import { serve } from "./_harness/server.ts";

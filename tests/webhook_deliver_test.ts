@@ -5,12 +5,15 @@
  */
 import assert from "node:assert/strict";
 import fc from "npm:fast-check@4";
-import { readEnv } from "../supabase/functions/_shared/env.ts";
-import { jobRow } from "../supabase/functions/_shared/queue/enqueue.ts";
-import { JobPayloadError } from "../supabase/functions/_shared/queue/errors.ts";
-import { jobRegistry } from "../supabase/functions/_shared/queue/job.ts";
-import { runWorker } from "../supabase/functions/_shared/queue/worker.ts";
-import { webhookDeliverJob, webhookPayload } from "../supabase/functions/_shared/queue/webhook.ts";
+import {
+  JobPayloadError,
+  jobRegistry,
+  jobRow,
+  readEnv,
+  runWorker,
+  webhookDeliverJob,
+  webhookPayload,
+} from "../supabase/functions/_shared/mod.ts";
 import { jobDefinitions } from "../supabase/functions/queue-worker/jobs.ts";
 import { freshDatabase } from "./_harness/database.ts";
 import { serve } from "./_harness/server.ts";

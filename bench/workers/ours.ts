@@ -16,10 +16,13 @@
  * prepared statements).
  */
 import { z } from "npm:zod@4";
-import { createDatabase } from "../../supabase/functions/_shared/db.ts";
-import { enqueueMany } from "../../supabase/functions/_shared/queue/enqueue.ts";
-import { defineJob, jobRegistry } from "../../supabase/functions/_shared/queue/job.ts";
-import { runWorker } from "../../supabase/functions/_shared/queue/worker.ts";
+import {
+  createDatabase,
+  defineJob,
+  enqueueMany,
+  jobRegistry,
+  runWorker,
+} from "../../supabase/functions/_shared/mod.ts";
 import { DEFAULT_BUDGET_MS } from "../../supabase/functions/queue-worker/spec.ts";
 import { clock, commands, emit, handlerCounter } from "./protocol.ts";
 

@@ -95,8 +95,9 @@ comment on table queue.dead_letters is
 
 create index dead_letters_failed_at_idx on queue.dead_letters (failed_at);
 
--- Nothing here is for the Data API roles. RLS on with no policies denies them
--- even if a grant slips in later; service_role bypasses RLS.
+-- Nothing here is for the Data API roles. RLS on (with the deny-all policies of
+-- *_queue_policies.sql) denies them even if a grant slips in later; service_role
+-- bypasses RLS.
 alter table queue.jobs enable row level security;
 alter table queue.dead_letters enable row level security;
 revoke all on queue.jobs, queue.dead_letters from public, anon, authenticated;

@@ -1,4 +1,4 @@
--- The queue's SQL API (DESIGN §4.3). Every function: security definer (callers
+-- The queue's SQL API (docs/queue.md). Every function: security definer (callers
 -- need no table privileges), `search_path = ''` (every name schema-qualified, so
 -- a caller's search_path cannot hijack it), EXECUTE for service_role only.
 --

@@ -1,7 +1,7 @@
 -- Resilience state shared by every Edge Function isolate: rate-limit counters
 -- (GCRA) and advisory circuit-breaker state. Schema `resilience` is not exposed
 -- through the Data API; only service_role (and the owner) may call its
--- functions, and RLS with no policies keeps its tables closed to everyone else.
+-- functions, and RLS with deny-all policies keeps its tables closed to everyone else.
 
 create schema if not exists resilience;
 revoke all on schema resilience from public;

@@ -1,4 +1,4 @@
--- Attempts count real tries (DESIGN §4.3).
+-- Attempts count real tries (docs/queue.md).
 --
 -- queue.fail takes the worker's effective max attempts per job (a job type's
 -- own maxAttempts must beat the column default that SQL-side producers leave)

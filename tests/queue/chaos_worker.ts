@@ -15,8 +15,8 @@ import {
   defineJob,
   type JobContext,
   jobRegistry,
-} from "../../supabase/functions/_shared/queue/job.ts";
-import { runWorker } from "../../supabase/functions/_shared/queue/worker.ts";
+  runWorker,
+} from "../../supabase/functions/_shared/mod.ts";
 import { failsAt, HOLD_LEASE_MS } from "./chaos_plan.ts";
 
 const [url] = Deno.args;

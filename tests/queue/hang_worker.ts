@@ -5,8 +5,7 @@
  */
 import postgres from "npm:postgres@3";
 import { z } from "npm:zod@4";
-import { defineJob, jobRegistry } from "../../supabase/functions/_shared/queue/job.ts";
-import { runWorker } from "../../supabase/functions/_shared/queue/worker.ts";
+import { defineJob, jobRegistry, runWorker } from "../../supabase/functions/_shared/mod.ts";
 
 const [url, lease] = Deno.args;
 const sql = postgres(url!, { max: 2, onnotice: () => {} });

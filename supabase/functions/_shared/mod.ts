@@ -1,24 +1,13 @@
 /**
- * The shared module's public surface: import from here in functions.
+ * The shared module's public surface: the one import for functions (HTTP, auth
+ * types, queue, resilience). Each folder's own mod.ts lists its surface; moving
+ * a file inside a folder touches nothing outside it.
  *
  * @example
  * import { action, defineFunction, HttpError } from "../_shared/mod.ts";
  */
-export {
-  defineFunction,
-  type EdgeFunction,
-  type FunctionDeps,
-  type FunctionSpec,
-} from "./function.ts";
-export { action, type HandlerContext, type RateLimitPolicy, route } from "./router.ts";
-export { type AuthContext, type AuthMode } from "./auth.ts";
-export { HttpError } from "./errors.ts";
-export { type Env, readEnv } from "./env.ts";
-export { createDatabase, type Database } from "./db.ts";
-export { createLogger, type Logger } from "./log.ts";
-export { type CheckResult, type ReadinessCheck } from "./health.ts";
-export { CircuitBreaker } from "./circuit_breaker.ts";
-export { BreakerRegistry } from "./breaker_registry.ts";
-export { breakerReadiness, circuitOpenHttpError } from "./breaker_http.ts";
-export { outboundFetch } from "./outbound_fetch.ts";
-export { createRateLimiter } from "./rate_limit_http.ts";
+export * from "./http/mod.ts";
+export { type AuthContext, AuthError, type AuthMode, JwksUnavailableError } from "./auth/mod.ts";
+export * from "./core/mod.ts";
+export * from "./queue/mod.ts";
+export * from "./resilience/mod.ts";

@@ -3,8 +3,12 @@
  * from `defineJob` (type, zod schema, handler, retry policy).
  */
 import { z } from "npm:zod@4";
-import { defineJob, type JobDefinition } from "../_shared/queue/job.ts";
-import { webhookDeliverJob, type WebhookDeps } from "../_shared/queue/webhook.ts";
+import {
+  defineJob,
+  type JobDefinition,
+  webhookDeliverJob,
+  type WebhookDeps,
+} from "../_shared/mod.ts";
 
 /** Example consumer of the outbox trigger on public.notes (migration *_queue_outbox.sql). */
 export const notesChanged = defineJob({

@@ -1,15 +1,20 @@
 /**
- * `queue-worker`: drains the job queue (DESIGN §4.3). `POST` with a secret API
+ * `queue-worker`: drains the job queue (docs/queue.md). `POST` with a secret API
  * key (the named `cron` key is the documented choice; any `secret:*` works) or
  * a legacy service_role JWT. Body `{"wait"?, "budgetMs"?, "maxJobs"?}`.
  * By default it answers 202 at once and drains in the background
  * (EdgeRuntime.waitUntil); with `"wait": true` it answers 200 with a summary.
  */
 import { z } from "npm:zod@4";
-import type { FunctionSpec, HandlerContext } from "../_shared/mod.ts";
-import { route } from "../_shared/mod.ts";
-import { type JobDefinition, jobRegistry } from "../_shared/queue/job.ts";
-import { runWorker } from "../_shared/queue/worker.ts";
+import {
+  type FunctionSpec,
+  type HandlerContext,
+  type JobDefinition,
+  jobRegistry,
+  QUEUE_NAME,
+  route,
+  runWorker,
+} from "../_shared/mod.ts";
 
 /** Options of {@link queueWorkerSpec}. */
 export interface QueueWorkerOptions {
@@ -28,7 +33,7 @@ const body = z.object({
   budgetMs: z.number().int().min(BUDGET_RANGE_MS.min).max(BUDGET_RANGE_MS.max)
     .default(DEFAULT_BUDGET_MS),
   maxJobs: z.number().int().min(1).max(1_000_000).optional(),
-  queue: z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/).optional(),
+  queue: z.string().regex(QUEUE_NAME).optional(),
 }).strict();
 
 /** Builds the function spec around a set of job types. */
@@ -61,7 +66,7 @@ export function queueWorkerSpec(options: QueueWorkerOptions): FunctionSpec {
   };
   return {
     name: "queue-worker",
-    auth: ["secret:cron", "secret:*"],
+    auth: ["secret:*"],
     routes: [
       route({
         method: "POST",

@@ -10,8 +10,9 @@
  */
 import type { Sql } from "npm:postgres@3";
 import type { z } from "npm:zod@4";
+import { fieldErrors } from "../core/json_pointer.ts";
 import { JobPayloadError, PayloadTooLargeError, QueueOptionsError } from "./errors.ts";
-import { JOB_DEFAULTS, type JobDefinition } from "./job.ts";
+import { JOB_DEFAULTS, type JobDefinition, QUEUE_NAME } from "./job.ts";
 
 /** Per-job options; the job definition supplies defaults for maxAttempts and queue. */
 export interface EnqueueOptions {
@@ -29,8 +30,6 @@ export interface EnqueueOptions {
 
 /** Anything that can run a tagged query: the pool, a reserved connection or a transaction. */
 export type Queryable = Pick<Sql, "unsafe">;
-
-const QUEUE_NAME = /^[A-Za-z0-9_.:-]{1,64}$/;
 
 /** `queue.max_payload_bytes()`: the most JSON (UTF-8 octets, as Postgres prints it) a payload may be. */
 export const MAX_PAYLOAD_BYTES = 1_048_576;
@@ -61,14 +60,7 @@ export function jobRow(def: JobDefinition, payload: unknown, options: EnqueueOpt
   if (!isPlainObject(payload)) throw new QueueOptionsError("payload must be a plain JSON object");
   const parsed = def.schema.safeParse(payload);
   if (!parsed.success) {
-    throw new JobPayloadError(
-      def.type,
-      parsed.error.issues.map((i) => ({
-        pointer: "/" + i.path.map((p) => String(p).replaceAll("~", "~0").replaceAll("/", "~1"))
-          .join("/"),
-        detail: i.message,
-      })),
-    );
+    throw new JobPayloadError(def.type, fieldErrors(parsed.error.issues, ""));
   }
   const priority = options.priority ?? 0;
   if (!Number.isInteger(priority) || priority < -100 || priority > 100) {

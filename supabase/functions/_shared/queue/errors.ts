@@ -2,7 +2,8 @@
  * Errors of the job queue. A handler throws {@link PermanentJobError} to say
  * "retrying cannot help"; anything else it throws is retried with backoff.
  */
-import { type FieldError, HttpError } from "../errors.ts";
+import { LayerError } from "../core/errors.ts";
+import type { FieldError } from "../core/json_pointer.ts";
 
 /** Thrown by a handler: dead-letter the job now, do not retry. */
 export class PermanentJobError extends Error {
@@ -43,42 +44,43 @@ export class WorkerBudgetError extends Error {
   }
 }
 
-/** A payload failed its job's schema at enqueue time: 422 when it reaches HTTP. */
-export class JobPayloadError extends HttpError {
-  constructor(jobType: string, errors: FieldError[]) {
-    super({
-      status: 422,
-      code: "invalid_job_payload",
-      detail: `The payload does not match the schema of job type "${jobType}".`,
-      errors,
-    });
-    this.name = "JobPayloadError";
+/** A payload failed its job's schema at enqueue time (code `invalid_job_payload`; a 422). */
+export class JobPayloadError extends LayerError {
+  override readonly name = "JobPayloadError";
+  /** The status http/problem.ts answers it with (callers outside HTTP read it too). */
+  readonly status = 422;
+  constructor(readonly jobType: string, readonly errors: FieldError[]) {
+    super(
+      "invalid_job_payload",
+      `The payload does not match the schema of job type "${jobType}".`,
+    );
   }
 }
 
 /** Enqueue options out of range (a programming error, so a 500 if it reaches HTTP). */
-export class QueueOptionsError extends Error {
+export class QueueOptionsError extends LayerError {
+  override readonly name = "QueueOptionsError";
   constructor(message: string) {
-    super(message);
-    this.name = "QueueOptionsError";
+    super("invalid_enqueue_options", message);
   }
 }
 
 /**
  * A payload over the queue's limit (`queue.max_payload_bytes()`, 1 MiB of JSON):
  * refused before it is sent when its size shows it, else mapped from SQLSTATE 54000.
- * A 413 when it reaches HTTP.
+ * Code `job_payload_too_large`; a 413.
  */
-export class PayloadTooLargeError extends HttpError {
+export class PayloadTooLargeError extends LayerError {
+  override readonly name = "PayloadTooLargeError";
+  /** The status http/problem.ts answers it with (callers outside HTTP read it too). */
+  readonly status = 413;
   constructor(readonly bytes: number | null, readonly limit: number, cause?: unknown) {
-    super({
-      status: 413,
-      code: "job_payload_too_large",
-      detail: bytes === null
+    super(
+      "job_payload_too_large",
+      bytes === null
         ? `The job payload is larger than the queue's limit of ${limit} bytes of JSON.`
         : `The job payload is ${bytes} bytes of JSON; the queue's limit is ${limit} bytes.`,
-      cause,
-    });
-    this.name = "PayloadTooLargeError";
+      { cause },
+    );
   }
 }

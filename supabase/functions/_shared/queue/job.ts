@@ -65,6 +65,12 @@ export const JOB_DEFAULTS = {
   queue: "default",
 } as const;
 
+/**
+ * What a queue name may be: the SQL domain `queue.queue_name` checks the same
+ * (migration *_queue_name_domain.sql).
+ */
+export const QUEUE_NAME = /^[A-Za-z0-9_.:-]{1,64}$/;
+
 /** Declares a job type with its payload type inferred from the schema. */
 export function defineJob<S extends z.ZodType>(def: JobDefinition<S>): JobDefinition {
   if (!def.type || def.type.length > 200) throw new TypeError("job type must be 1..200 chars");

@@ -9,7 +9,7 @@ import { type BackoffPolicy, JOB_DEFAULTS, type JobDefinition } from "./job.ts";
  * The `max_attempts` a row gets when it is enqueued from SQL without the option
  * (supabase/migrations/*_queue_functions.sql). Keep in step with the migration.
  */
-export const SQL_DEFAULT_MAX_ATTEMPTS = 5;
+const SQL_DEFAULT_MAX_ATTEMPTS = 5;
 
 /** The tries a claimed job gets before it is dead-lettered. */
 export function effectiveMaxAttempts(rowMax: number, def: JobDefinition | undefined): number {

@@ -4,12 +4,12 @@
  * the handler throws or returns: every path ends in an outcome the worker
  * acknowledges in its next batch.
  */
-import { describeError, isInstance, safeGet } from "./describe_error.ts";
+import { describeError, isInstance, safeGet } from "../core/errors.ts";
+import { plainPath } from "../core/json_pointer.ts";
+import { withTimeout } from "../core/time.ts";
 import { DeferJobError, JobTimeoutError, PermanentJobError, WorkerBudgetError } from "./errors.ts";
 import { JOB_DEFAULTS, type JobDefinition, type JobRegistry } from "./job.ts";
 import { effectiveMaxAttempts } from "./retry_policy.ts";
-
-export { describeError } from "./describe_error.ts";
 
 /** A job as `queue.claim` / `queue.ack_and_claim` return it. */
 export interface ClaimedJob {
@@ -46,7 +46,7 @@ export interface RunJobOptions {
 }
 
 /** Deferrals wait at least this long: a zero delay would make a drain spin on one job. */
-export const MIN_DEFER_MS = 1_000;
+const MIN_DEFER_MS = 1_000;
 const MAX_DEFER_MS = 86_400_000;
 
 /** The definition's timeout, or the default. */
@@ -83,46 +83,33 @@ async function run(
   }
   const parsed = def.schema.safeParse(job.payload);
   if (!parsed.success) {
-    const issues = parsed.error.issues.map((i) => `/${i.path.join("/")}: ${i.message}`);
+    const issues = parsed.error.issues.map((i) => `${plainPath(i.path)}: ${i.message}`);
     return { kind: "dead", reason: "invalid_payload", error: issues.join("; ").slice(0, 2000) };
   }
   const ownMs = timeoutOf(def);
   const byBudget = options.budgetMs !== undefined && options.budgetMs < ownMs;
   const limitMs = byBudget ? Math.max(0, Math.floor(options.budgetMs!)) : ownMs;
-  const controller = new AbortController();
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  let onStop: (() => void) | undefined;
   // Set when our timer fired: the handler's own rejection (after the abort) may
   // win the race, yet the cause is ours.
   let cutOff = false;
   try {
-    const result = def.handler(parsed.data, {
-      id: job.id,
-      type: job.job_type,
-      attempt: job.attempts,
-      maxAttempts: effectiveMaxAttempts(job.max_attempts, def),
-      signal: controller.signal,
-      extendLease: options.extendLease,
-    });
-    // A synchronous handler has finished already: no timer, no race (the common
-    // case for tiny jobs, where a timer per job is a measurable cost).
-    if (!isThenable(result)) return { kind: "done" };
-    onStop = () => controller.abort(options.stop?.reason);
-    options.stop?.addEventListener("abort", onStop, { once: true });
-    const running = Promise.resolve(result);
-    // A hung handler may settle after we gave up on it; that must not be unhandled.
-    running.catch(() => {});
-    await Promise.race([
-      running,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => {
-          cutOff = true;
-          const error = byBudget ? new WorkerBudgetError(limitMs) : new JobTimeoutError(ownMs);
-          reject(error);
-          controller.abort(error);
-        }, limitMs);
-      }),
-    ]);
+    await withTimeout(
+      (signal) =>
+        def.handler(parsed.data, {
+          id: job.id,
+          type: job.job_type,
+          attempt: job.attempts,
+          maxAttempts: effectiveMaxAttempts(job.max_attempts, def),
+          signal,
+          extendLease: options.extendLease,
+        }),
+      limitMs,
+      () => {
+        cutOff = true;
+        return byBudget ? new WorkerBudgetError(limitMs) : new JobTimeoutError(ownMs);
+      },
+      options.stop,
+    );
     return { kind: "done" };
   } catch (error) {
     if (cutOff && byBudget) {
@@ -137,9 +124,6 @@ async function run(
       return { kind: "release", reason: "shutdown", error: describeError(error) };
     }
     return classify(error);
-  } finally {
-    clearTimeout(timer);
-    if (onStop) options.stop?.removeEventListener("abort", onStop);
   }
 }
 
@@ -160,8 +144,4 @@ function classify(error: unknown): JobOutcome {
     return { kind: "defer", delayMs, error: describeError(error) };
   }
   return { kind: "retry", error: describeError(error) };
-}
-
-function isThenable(value: unknown): value is PromiseLike<unknown> {
-  return typeof safeGet(value, "then") === "function";
 }

@@ -10,25 +10,30 @@
  * attempt, so any budget makes progress whatever the jobs' timeouts. The
  * summary says why claiming stopped and why claimed jobs were not started.
  * `mode: "drain"` returns when the queue is empty; `mode: "listen"` waits for
- * NOTIFY (or polls) until `signal` aborts.
+ * NOTIFY (or polls) until `signal` aborts. A NOTIFY that arrives while a claim is
+ * in flight is not lost: the worker goes idle only if none arrived meanwhile.
+ *
+ * One loop turn: {@link WorkerLoop.flushOutcomes} (failures and hand-backs),
+ * {@link WorkerLoop.claimIfRoom} (acknowledging finished jobs in the same round
+ * trip), {@link WorkerLoop.startJobs}; {@link WorkerLoop.finish} at the end.
  *
  * @example
  * const summary = await runWorker({ sql, registry, budgetMs: 50_000 });
  */
 import type { Sql } from "npm:postgres@3";
-import { createLogger, type Logger } from "../log.ts";
-import type { JobRegistry } from "./job.ts";
-import { JOB_DEFAULTS } from "./job.ts";
-import { ackAndClaim, completeJobs, extendLease, type FailedJob, failJobs } from "./queue_sql.ts";
+import { describeError } from "../core/errors.ts";
+import { createLogger, type Logger } from "../core/log.ts";
+import type { Clock } from "../core/time.ts";
+import { JOB_DEFAULTS, type JobRegistry } from "./job.ts";
 import { effectiveMaxAttempts, retryWindow } from "./retry_policy.ts";
 import {
   type ClaimedJob,
-  describeError,
   type HandBackReason,
   type JobOutcome,
   runJob,
   timeoutOf,
 } from "./run_job.ts";
+import { ackAndClaim, completeJobs, extendLease, type FailedJob, failJobs } from "./sql.ts";
 import { type HandBack, handBackJobs, logFailures } from "./worker_report.ts";
 
 /** Options of {@link runWorker}. */
@@ -51,7 +56,7 @@ export interface WorkerOptions {
   pollMs?: number;
   signal?: AbortSignal;
   workerId?: string;
-  now?: () => number;
+  now?: Clock;
   /** Retries, dead letters and hand-backs are logged here, one line per job (default: console). */
   log?: Logger;
 }
@@ -82,39 +87,36 @@ export interface WorkerSummary {
  * Time kept back at the end of a budget for the last acknowledgements and the
  * reply: a tenth of it, within 100 ms .. 2 s.
  */
-export function budgetReserveMs(budgetMs: number): number {
+function budgetReserveMs(budgetMs: number): number {
   return Math.min(2_000, Math.max(100, budgetMs / 10));
 }
 
 /** Runs the loop until the queue is empty (drain), or the budget, maxJobs or signal end it. */
-export async function runWorker(o: WorkerOptions): Promise<WorkerSummary> {
-  const now = o.now ?? Date.now;
-  const started = now();
-  const queue = o.queue ?? JOB_DEFAULTS.queue;
-  const concurrency = Math.max(1, o.concurrency ?? 10);
-  const batch = Math.max(1, o.batchSize ?? concurrency * 2);
-  const timeouts = [...o.registry.values()].map(timeoutOf);
-  const maxTimeout = timeouts.length ? Math.max(...timeouts) : timeoutOf(undefined);
-  // Up to two batches are held: the next claim (with the previous acks) is in
-  // flight while the current batch runs, so the database and handlers overlap.
-  const capacity = batch * 2;
-  const leaseMs = o.leaseMs ?? maxTimeout * Math.ceil(capacity / concurrency) + 10_000;
-  const deadline = started + (o.budgetMs ?? Infinity);
-  const reserveMs = o.budgetMs === undefined ? 0 : budgetReserveMs(o.budgetMs);
-  // Handlers must have ended by then; a claim or a start needs a reserve's worth left.
-  const jobsEnd = deadline - reserveMs;
-  const log = o.log ?? createLogger("info", { component: "queue-worker" });
-  const pollMs = o.pollMs ?? 1000;
-  const mode = o.mode ?? "drain";
-  const workerId = o.workerId ?? `w-${crypto.randomUUID().slice(0, 8)}`;
-  const stop = new AbortController();
-  const onAbort = () => {
-    stop.abort(o.signal?.reason);
-    wakeUp();
-  };
-  o.signal?.addEventListener("abort", onAbort, { once: true });
+export async function runWorker(options: WorkerOptions): Promise<WorkerSummary> {
+  return await new WorkerLoop(options).run();
+}
 
-  const s: WorkerSummary = {
+/** Finished jobs to complete: parallel id and lease-token lists, as `queue.complete` takes them. */
+type Acks = { ids: number[]; tokens: string[] };
+
+/** One run of the worker: its settings, what it holds, and what it did. */
+class WorkerLoop {
+  readonly #options: WorkerOptions;
+  readonly #now: Clock;
+  readonly #queue: string;
+  readonly #concurrency: number;
+  readonly #batchSize: number;
+  /** Jobs held at most: the batch running and the next claim in flight. */
+  readonly #capacity: number;
+  readonly #leaseMs: number;
+  /** Handlers must have ended by then; a claim or a start needs a reserve's worth left. */
+  readonly #jobsEnd: number;
+  readonly #reserveMs: number;
+  readonly #log: Logger;
+  readonly #workerId: string;
+  readonly #stop = new AbortController();
+  readonly #started: number;
+  readonly #summary: WorkerSummary = {
     claimed: 0,
     completed: 0,
     retried: 0,
@@ -126,44 +128,202 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerSummary> {
     stoppedBy: "empty",
     durationMs: 0,
   };
-  let acks = { ids: [] as number[], tokens: [] as string[] };
-  let ackSince = 0;
-  let fails: (FailedJob & { job: ClaimedJob })[] = [];
-  let handBack: HandBack[] = [];
-  const local: ClaimedJob[] = [];
-  let running = 0;
-  let idleUntil = 0;
-  let lastReclaim = -Infinity;
-  let wake: (() => void) | null = null;
-  function wakeUp() {
-    const w = wake;
-    wake = null;
-    w?.();
-  }
-  const sleep = (ms: number) =>
-    new Promise<void>((resolve) => {
-      const t = setTimeout(() => {
-        wake = null;
-        resolve();
-      }, ms);
-      wake = () => {
-        clearTimeout(t);
-        resolve();
-      };
-    });
+  /** Done jobs not yet acknowledged, and since when the oldest waits. */
+  #acks: Acks = { ids: [], tokens: [] };
+  #acksSince = 0;
+  /** Failed jobs for the next `queue.fail`. */
+  #failures: (FailedJob & { job: ClaimedJob })[] = [];
+  /** Jobs going back without spending an attempt (deferred, cut off, never started). */
+  #handBacks: HandBack[] = [];
+  /** Claimed jobs not started yet. */
+  readonly #waiting: ClaimedJob[] = [];
+  #running = 0;
+  /** Listen mode: no claim before this instant unless a NOTIFY comes. */
+  #idleUntil = 0;
+  /** NOTIFYs received: an empty claim goes idle only if none arrived while it was in flight. */
+  #notifications = 0;
+  #lastReclaim = -Infinity;
+  /** Ends the current idle wait early (a job ended, a NOTIFY, an abort). */
+  #wake: (() => void) | null = null;
 
-  function record(job: ClaimedJob, outcome: JobOutcome) {
+  constructor(options: WorkerOptions) {
+    this.#options = options;
+    this.#now = options.now ?? Date.now;
+    this.#started = this.#now();
+    this.#queue = options.queue ?? JOB_DEFAULTS.queue;
+    this.#concurrency = Math.max(1, options.concurrency ?? 10);
+    this.#batchSize = Math.max(1, options.batchSize ?? this.#concurrency * 2);
+    const timeouts = [...options.registry.values()].map(timeoutOf);
+    const maxTimeout = timeouts.length ? Math.max(...timeouts) : timeoutOf(undefined);
+    // Up to two batches are held: the next claim (with the previous acks) is in
+    // flight while the current batch runs, so the database and handlers overlap.
+    this.#capacity = this.#batchSize * 2;
+    this.#leaseMs = options.leaseMs ??
+      maxTimeout * Math.ceil(this.#capacity / this.#concurrency) + 10_000;
+    const deadline = this.#started + (options.budgetMs ?? Infinity);
+    this.#reserveMs = options.budgetMs === undefined ? 0 : budgetReserveMs(options.budgetMs);
+    this.#jobsEnd = deadline - this.#reserveMs;
+    this.#log = options.log ?? createLogger("info", { component: "queue-worker" });
+    this.#workerId = options.workerId ?? `w-${crypto.randomUUID().slice(0, 8)}`;
+  }
+
+  async run(): Promise<WorkerSummary> {
+    const { signal, sql } = this.#options;
+    const onAbort = () => {
+      this.#stop.abort(signal?.reason);
+      this.#wakeUp();
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
+    const listener = this.#options.mode === "listen"
+      ? await sql.listen("queue_jobs", (name) => {
+        if (name !== this.#queue) return;
+        this.#notifications++;
+        this.#idleUntil = 0;
+        this.#wakeUp();
+      })
+      : null;
+    try {
+      while (await this.#turn());
+    } finally {
+      signal?.removeEventListener("abort", onAbort);
+      if (listener) await listener.unlisten().catch(() => {});
+    }
+    await this.finish();
+    return this.#summary;
+  }
+
+  /** One turn of the loop; false once it is over. */
+  async #turn(): Promise<boolean> {
+    await this.flushOutcomes();
+    const stopReason = this.#stopReason();
+    if (stopReason !== null && this.#summary.stoppedBy === "empty") {
+      this.#summary.stoppedBy = stopReason;
+    }
+    if (stopReason !== null && this.#held === 0 && !this.#outcomesPending) return false;
+    if (stopReason === null) {
+      const claim = await this.claimIfRoom();
+      if (claim === "claimed") return true;
+      if (claim === "drained") return false;
+    }
+    const idle = this.#held === 0;
+    const acks = this.#acks.ids.length;
+    if (
+      acks > 0 && (idle || acks >= this.#batchSize || this.#now() - this.#acksSince > 500)
+    ) {
+      this.#summary.completed += await completeJobs(this.#options.sql, this.#takeAcks());
+    }
+    if (this.#outcomesPending || (this.#stop.signal.aborted && this.#held === 0)) return true;
+    // Idle: until the next poll, or until claiming must stop (then the loop ends).
+    const now = this.#now();
+    const claimsEnd = this.#jobsEnd - this.#reserveMs;
+    await this.#sleep(idle ? Math.max(1, Math.min(this.#idleUntil - now, claimsEnd - now)) : 1000);
+    return true;
+  }
+
+  /** Why claiming must stop now, or null. */
+  #stopReason(): StopReason | null {
+    if (this.#stop.signal.aborted) return "shutdown";
+    if (this.#jobsEnd - this.#now() < this.#reserveMs) return "budget";
+    const { maxJobs } = this.#options;
+    if (maxJobs !== undefined && this.#summary.claimed >= maxJobs) return "maxJobs";
+    return null;
+  }
+
+  /**
+   * Claims the next batch when there is room (acknowledging finished jobs in the
+   * same round trip) and starts it. "drained": a drain found nothing left to do.
+   */
+  async claimIfRoom(): Promise<"claimed" | "empty" | "drained" | "no room"> {
+    const held = this.#held;
+    const drain = (this.#options.mode ?? "drain") === "drain";
+    const room = held <= this.#capacity - this.#batchSize;
+    if (!room || !(this.#now() >= this.#idleUntil || (drain && held === 0))) return "no room";
+    const want = Math.min(
+      this.#batchSize,
+      this.#capacity - held,
+      (this.#options.maxJobs ?? Infinity) - this.#summary.claimed,
+    );
+    // Sweeping expired leases costs a statement; once a second is soon enough.
+    const reclaim = this.#now() - this.#lastReclaim >= 1000;
+    if (reclaim) this.#lastReclaim = this.#now();
+    const notified = this.#notifications;
+    const { sql } = this.#options;
+    const leaseSeconds = this.#leaseMs / 1000;
+    const got = await ackAndClaim(
+      sql,
+      this.#takeAcks(),
+      this.#queue,
+      want,
+      leaseSeconds,
+      this.#workerId,
+      reclaim,
+    );
+    this.#summary.completed += got.acked;
+    this.#summary.claimed += got.jobs.length;
+    if (got.jobs.length > 0) {
+      this.#waiting.push(...got.jobs);
+      this.startJobs();
+      return "claimed";
+    }
+    // Outcomes that arrived during the claim are flushed first (next turn). What
+    // is held is re-read: jobs may have finished while the claim was in flight,
+    // and a drain with nothing left must end now, not after a poll interval.
+    if (this.#held === 0 && drain && !this.#outcomesPending) return "drained";
+    if (this.#notifications === notified) this.#idleUntil = this.#now() + this.#pollMs;
+    return "empty";
+  }
+
+  /** Starts waiting jobs while there is a free slot; jobs the budget or a shutdown stop go back. */
+  startJobs(): void {
+    while (this.#running < this.#concurrency && this.#waiting.length > 0) {
+      const job = this.#waiting.shift()!;
+      if (this.#stop.signal.aborted) {
+        this.#notStarted(job, "shutdown");
+        continue;
+      }
+      const left = this.#jobsEnd - this.#now();
+      if (left < this.#reserveMs) {
+        this.#notStarted(job, "budget");
+        continue;
+      }
+      this.#running++;
+      const { sql, registry } = this.#options;
+      runJob(job, registry, {
+        stop: this.#stop.signal,
+        extendLease: (ms) => extendLease(sql, job.id, job.lease_token, ms),
+        budgetMs: Number.isFinite(left) ? left : undefined,
+      }).then(
+        (outcome) => this.#ended(job, outcome),
+        (error) => this.#ended(job, { kind: "retry", error: describeError(error) }),
+      );
+    }
+  }
+
+  /** A job ended: record its outcome, start the next, and wake the loop if it has work. */
+  #ended(job: ClaimedJob, outcome: JobOutcome): void {
+    this.#record(job, outcome);
+    this.#running--;
+    this.startJobs();
+    // Wake the loop only when it has something to do: room for the next claim,
+    // or nothing left running (a wake per job costs a timer each).
+    if (
+      this.#held <= this.#capacity - this.#batchSize || this.#running === 0 ||
+      this.#outcomesPending
+    ) this.#wakeUp();
+  }
+
+  #record(job: ClaimedJob, outcome: JobOutcome): void {
     switch (outcome.kind) {
       case "done":
-        if (acks.ids.length === 0) ackSince = now();
-        acks.ids.push(job.id);
-        acks.tokens.push(job.lease_token);
+        if (this.#acks.ids.length === 0) this.#acksSince = this.#now();
+        this.#acks.ids.push(job.id);
+        this.#acks.tokens.push(job.lease_token);
         return;
       case "retry":
       case "dead": {
-        const def = o.registry.get(job.job_type);
+        const def = this.#options.registry.get(job.job_type);
         const window = retryWindow(def?.backoff, job.attempts);
-        fails.push({
+        this.#failures.push({
           job,
           id: job.id,
           token: job.lease_token,
@@ -176,12 +336,14 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerSummary> {
         });
         return;
       }
-      case "defer":
-        handBack.push({ job, why: "deferred", delayMs: outcome.delayMs, error: outcome.error });
+      case "defer": {
+        const { delayMs, error } = outcome;
+        this.#handBacks.push({ job, why: "deferred", delayMs, error });
         return;
+      }
       case "release":
-        s.cutOff[outcome.reason]++;
-        handBack.push({ job, why: outcome.reason, delayMs: 0, error: outcome.error });
+        this.#summary.cutOff[outcome.reason]++;
+        this.#handBacks.push({ job, why: outcome.reason, delayMs: 0, error: outcome.error });
         return;
       default: {
         const never: never = outcome;
@@ -190,134 +352,77 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerSummary> {
     }
   }
 
-  function notStart(job: ClaimedJob, why: HandBackReason) {
-    s.notStarted[why]++;
-    handBack.push({ job, why, delayMs: 0, error: null });
+  #notStarted(job: ClaimedJob, why: HandBackReason): void {
+    this.#summary.notStarted[why]++;
+    this.#handBacks.push({ job, why, delayMs: 0, error: null });
   }
 
-  function startJobs() {
-    while (running < concurrency && local.length > 0) {
-      const job = local.shift()!;
-      if (stop.signal.aborted) {
-        notStart(job, "shutdown");
-        continue;
-      }
-      const left = jobsEnd - now();
-      if (left < reserveMs) {
-        notStart(job, "budget");
-        continue;
-      }
-      running++;
-      const finish = (outcome: JobOutcome) => {
-        record(job, outcome);
-        running--;
-        startJobs();
-        // Wake the loop only when it has something to do: room for the next
-        // claim, or nothing left running (a wake per job costs a timer each).
-        const held = local.length + running;
-        if (
-          held <= capacity - batch || running === 0 || fails.length > 0 || handBack.length > 0
-        ) wakeUp();
-      };
-      runJob(job, o.registry, {
-        stop: stop.signal,
-        extendLease: (ms) => extendLease(o.sql, job.id, job.lease_token, ms),
-        budgetMs: Number.isFinite(left) ? left : undefined,
-      }).then(finish, (error) => finish({ kind: "retry", error: describeError(error) }));
-    }
-  }
-
-  async function flush() {
-    if (fails.length > 0) {
-      const batchFails = fails;
-      fails = [];
-      const results = await failJobs(o.sql, batchFails);
+  /** Writes failures (`queue.fail`) and hand-backs (`queue.release`), and logs them. */
+  async flushOutcomes(): Promise<void> {
+    const { sql } = this.#options;
+    if (this.#failures.length > 0) {
+      const failures = this.#failures;
+      this.#failures = [];
+      const results = await failJobs(sql, failures);
       for (const r of results) {
-        if (r.outcome === "dead_lettered") s.deadLettered++;
-        else s.retried++;
+        if (r.outcome === "dead_lettered") this.#summary.deadLettered++;
+        else this.#summary.retried++;
       }
-      logFailures(log, batchFails, results);
+      logFailures(this.#log, failures, results);
     }
-    if (handBack.length > 0) {
-      const give = handBack;
-      handBack = [];
-      const n = await handBackJobs(o.sql, log, give);
-      s.released += n.released;
-      s.deferred += n.deferred;
+    if (this.#handBacks.length > 0) {
+      const handBacks = this.#handBacks;
+      this.#handBacks = [];
+      const counts = await handBackJobs(sql, this.#log, handBacks);
+      this.#summary.released += counts.released;
+      this.#summary.deferred += counts.deferred;
     }
   }
 
-  const listener = mode === "listen"
-    ? await o.sql.listen("queue_jobs", (name) => {
-      if (name === queue) {
-        idleUntil = 0;
-        wakeUp();
-      }
-    })
-    : null;
-
-  try {
-    while (true) {
-      await flush();
-      const held = local.length + running;
-      const stopNow: StopReason | null = stop.signal.aborted
-        ? "shutdown"
-        : jobsEnd - now() < reserveMs
-        ? "budget"
-        : o.maxJobs !== undefined && s.claimed >= o.maxJobs
-        ? "maxJobs"
-        : null;
-      const mayClaim = stopNow === null;
-      if (stopNow !== null && s.stoppedBy === "empty") s.stoppedBy = stopNow;
-      if (!mayClaim && held === 0 && fails.length === 0 && handBack.length === 0) break;
-      const claimNow = mayClaim && held <= capacity - batch &&
-        (now() >= idleUntil || (mode === "drain" && held === 0));
-      if (claimNow) {
-        const want = Math.min(batch, capacity - held, (o.maxJobs ?? Infinity) - s.claimed);
-        const done = acks;
-        acks = { ids: [], tokens: [] };
-        // Sweeping expired leases costs a statement; once a second is soon enough.
-        const reclaim = now() - lastReclaim >= 1000;
-        if (reclaim) lastReclaim = now();
-        const got = await ackAndClaim(o.sql, done, queue, want, leaseMs / 1000, workerId, reclaim);
-        s.completed += got.acked;
-        s.claimed += got.jobs.length;
-        if (got.jobs.length > 0) {
-          local.push(...got.jobs);
-          startJobs();
-          continue;
-        }
-        // Outcomes that arrived during the claim are flushed first (next turn). `held`
-        // is re-read: jobs may have finished while the claim was in flight, and a
-        // drain with nothing left must end now, not after a poll interval.
-        if (
-          local.length + running === 0 && mode === "drain" && fails.length === 0 &&
-          handBack.length === 0
-        ) break;
-        idleUntil = now() + pollMs;
-      }
-      const idle = running === 0 && local.length === 0;
-      if (acks.ids.length > 0 && (idle || acks.ids.length >= batch || now() - ackSince > 500)) {
-        const done = acks;
-        acks = { ids: [], tokens: [] };
-        s.completed += await completeJobs(o.sql, done);
-      }
-      if (
-        fails.length > 0 || handBack.length > 0 ||
-        (stop.signal.aborted && running + local.length === 0)
-      ) continue;
-      // Idle: until the next poll, or until claiming must stop (then the loop ends).
-      const claimsEnd = jobsEnd - reserveMs;
-      await sleep(idle ? Math.max(1, Math.min(idleUntil - now(), claimsEnd - now())) : 1000);
-    }
-  } finally {
-    o.signal?.removeEventListener("abort", onAbort);
-    if (listener) await listener.unlisten().catch(() => {});
+  /** Leftovers: acks and failures of the last jobs, and anything claimed but never started. */
+  async finish(): Promise<void> {
+    this.#summary.completed += await completeJobs(this.#options.sql, this.#takeAcks());
+    const why = this.#stop.signal.aborted ? "shutdown" : "budget";
+    for (const job of this.#waiting.splice(0)) this.#notStarted(job, why);
+    await this.flushOutcomes();
+    this.#summary.durationMs = this.#now() - this.#started;
   }
-  // Leftovers: acks and failures of the last jobs, anything claimed but never started.
-  s.completed += await completeJobs(o.sql, acks);
-  for (const job of local.splice(0)) notStart(job, stop.signal.aborted ? "shutdown" : "budget");
-  await flush();
-  s.durationMs = now() - started;
-  return s;
+
+  /** Jobs claimed and not yet ended. */
+  get #held(): number {
+    return this.#waiting.length + this.#running;
+  }
+
+  get #outcomesPending(): boolean {
+    return this.#failures.length > 0 || this.#handBacks.length > 0;
+  }
+
+  get #pollMs(): number {
+    return this.#options.pollMs ?? 1000;
+  }
+
+  #takeAcks(): Acks {
+    const acks = this.#acks;
+    this.#acks = { ids: [], tokens: [] };
+    return acks;
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.#wake = null;
+        resolve();
+      }, ms);
+      this.#wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+
+  #wakeUp(): void {
+    const wake = this.#wake;
+    this.#wake = null;
+    wake?.();
+  }
 }

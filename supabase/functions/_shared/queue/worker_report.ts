@@ -5,8 +5,8 @@
  * a shutdown stopped them). Kept apart from the loop, which stays about claims.
  */
 import type { Sql } from "npm:postgres@3";
-import type { Logger } from "../log.ts";
-import { type FailedJob, type FailResult, releaseJobs } from "./queue_sql.ts";
+import type { Logger } from "../core/log.ts";
+import { type FailedJob, type FailResult, releaseJobs } from "./sql.ts";
 import type { ClaimedJob, HandBackReason } from "./run_job.ts";
 
 /** A job going back to the queue without spending its attempt. */

@@ -1,0 +1,98 @@
+/**
+ * What every handler receives ({@link HandlerContext}), and the per-request
+ * state the pipeline carries from the first byte to the access log
+ * ({@link RequestState}).
+ */
+import type { AuthContext } from "../auth/authenticate.ts";
+import type { Database } from "../core/db.ts";
+import type { Env } from "../core/env.ts";
+import type { Logger } from "../core/log.ts";
+import { clientIp } from "../resilience/rate_limit/client_ip.ts";
+
+/** What every handler receives. */
+export interface HandlerContext {
+  req: Request;
+  auth: AuthContext;
+  requestId: string;
+  env: Env;
+  log: Logger;
+  /**
+   * The caller's IP: the configured trusted header's value, else the connection's
+   * peer, else "unknown" (see client_ip.ts); never an unvetted client-supplied hop.
+   */
+  readonly clientIp: string;
+  /** Path parameters of a route (`/notes/:id` -> `{ id }`). */
+  params: Record<string, string>;
+  query: URLSearchParams;
+  /** Aborted when the client goes away. */
+  signal: AbortSignal;
+  /** Keeps the isolate alive for background work after the response (EdgeRuntime.waitUntil). */
+  waitUntil(promise: Promise<unknown>): void;
+  db: Database;
+}
+
+/** What `Deno.serve` passes beside the request; only the peer address is read. */
+export interface ServeInfo {
+  remoteAddr?: { hostname?: string };
+}
+
+/** One request on its way through the pipeline; built once, filled in as things become known. */
+export interface RequestState {
+  readonly req: Request;
+  readonly url: string;
+  /** The path below `/<function>` ("" for the root). */
+  readonly path: string;
+  readonly requestId: string;
+  readonly info: ServeInfo | undefined;
+  /** CORS and request-id headers every answer carries. */
+  readonly responseHeaders: Record<string, string>;
+  /** Route parameters, once a route matched. */
+  params: Record<string, string>;
+  /** The action envelope's payload, once read. */
+  payload: unknown;
+  /** For the logs: the action named and the auth mode that matched. */
+  action?: string;
+  auth?: string;
+}
+
+/** What a context needs from the function: its env, log, database and runtime hooks. */
+export interface ContextDeps {
+  env: Env;
+  log: Logger;
+  db: Database;
+  waitUntil: (promise: Promise<unknown>) => void;
+}
+
+/**
+ * The handler context. A class, so `clientIp`, `query` and `signal` are prototype
+ * getters: parsing the URL or touching `req.signal` costs time and most handlers
+ * need none of them.
+ */
+export class RequestContext implements HandlerContext {
+  readonly req: Request;
+  readonly requestId: string;
+  readonly params: Record<string, string>;
+  readonly env: Env;
+  readonly log: Logger;
+  readonly db: Database;
+  readonly waitUntil: (promise: Promise<unknown>) => void;
+
+  constructor(private readonly state: RequestState, readonly auth: AuthContext, deps: ContextDeps) {
+    this.req = state.req;
+    this.requestId = state.requestId;
+    this.params = state.params;
+    this.env = deps.env;
+    this.log = deps.log;
+    this.db = deps.db;
+    this.waitUntil = deps.waitUntil;
+  }
+  get clientIp(): string {
+    return clientIp(this.req, this.env.clientIp, this.state.info?.remoteAddr?.hostname);
+  }
+  get query(): URLSearchParams {
+    return new URL(this.state.url).searchParams;
+  }
+  get signal(): AbortSignal {
+    return this.req.signal;
+  }
+}

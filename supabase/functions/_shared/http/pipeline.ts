@@ -1,0 +1,176 @@
+/**
+ * One request from first byte to access log: request id, CORS preflight,
+ * health and readiness, dispatch to an action or route (see invoke.ts), the one
+ * problem+json exit for every error, CORS headers on every answer, the access log.
+ */
+import { type AuthMode, hasCredential, missingCredentials } from "../auth/authenticate.ts";
+import type { HealthBody } from "../core/readiness.ts";
+import { errorFields } from "../core/log.ts";
+import { type CorsPolicy, preflightHeaders, withCors } from "./cors.ts";
+import type { RequestState, ServeInfo } from "./context.ts";
+import { healthResponse, LIVE } from "./health.ts";
+import { type Endpoint, invoke, type InvokeDeps } from "./invoke.ts";
+import { HttpError, problemResponse, toHttpError } from "./problem.ts";
+import { parseEnvelope, type RouteDef, type RouteTable } from "./router.ts";
+import { readJsonBody } from "./body.ts";
+
+/** Answers an error its own way (a Response, or an HttpError), or leaves it to the mappers. */
+export type ErrorHandler = (
+  error: unknown,
+  request: { req: Request; requestId: string },
+) => Response | HttpError | undefined | void;
+
+/** Everything one function's requests share, built once by defineFunction. */
+export interface Pipeline extends InvokeDeps {
+  name: string;
+  cors: CorsPolicy;
+  routes: RouteTable;
+  /** Route endpoints, parallel to the route table's routes. */
+  routeEndpoints: Map<RouteDef, Endpoint>;
+  actions: Map<string, Endpoint>;
+  /** When no action accepts `none`: a request without any credential is refused unread. */
+  credentialModes: readonly AuthMode[] | null;
+  ready: () => Promise<HealthBody>;
+  bodyLimit: number;
+  /** A bad environment: every request is answered 500 with it (and it is logged once). */
+  envError: unknown;
+  onError: ErrorHandler | undefined;
+  accessLog: boolean;
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/** Serves one request. */
+export async function handle(p: Pipeline, req: Request, info?: ServeInfo): Promise<Response> {
+  const started = p.accessLog ? performance.now() : 0;
+  const given = req.headers.get("x-request-id");
+  const requestId = given && REQUEST_ID.test(given) ? given : crypto.randomUUID();
+  const origin = req.headers.get("origin");
+  const url = req.url;
+  const state: RequestState = {
+    req,
+    url,
+    path: subPath(pathOf(url), p.name),
+    requestId,
+    info,
+    responseHeaders: { ...p.cors.headersFor(origin), "x-request-id": requestId },
+    params: {},
+    payload: undefined,
+  };
+  let res: Response;
+  if (req.method === "OPTIONS") {
+    const pre = preflightHeaders(p.cors, origin);
+    res = pre ? new Response(null, { status: 204, headers: pre }) : problemResponse(
+      new HttpError({ status: 403, code: "origin_not_allowed", detail: "Origin not allowed." }),
+      requestId,
+    );
+  } else {
+    try {
+      res = await dispatch(p, state);
+    } catch (thrown) {
+      res = answerError(p, state, thrown);
+    }
+  }
+  // Plain-data answers were built with these headers already.
+  if (res.headers.get("x-request-id") !== requestId) res = withCors(res, state.responseHeaders);
+  if (p.accessLog) {
+    const { method } = req;
+    const durationMs = Math.round((performance.now() - started) * 100) / 100;
+    p.log.info("request", {
+      requestId,
+      method,
+      path: state.path,
+      ...noted(state),
+      status: res.status,
+      durationMs,
+    });
+  }
+  return res;
+}
+
+/** Health, readiness, a route, or the action named in the body. */
+async function dispatch(p: Pipeline, state: RequestState): Promise<Response> {
+  if (p.envError) throw p.envError;
+  const { req, path } = state;
+  if (req.method === "GET" || req.method === "HEAD") {
+    if (path === "/health") return healthResponse(LIVE);
+    if (path === "/ready") return healthResponse(await p.ready());
+  }
+  const matched = p.routes.match(req.method, path);
+  if (matched && "route" in matched) {
+    state.params = matched.params;
+    return await invoke(p.routeEndpoints.get(matched.route)!, state, p);
+  }
+  if (matched && "allow" in matched) throw methodNotAllowed([...matched.allow, "OPTIONS"]);
+  if (path === "" && p.actions.size > 0) {
+    if (req.method !== "POST") throw methodNotAllowed(["POST", "OPTIONS"]);
+    if (p.credentialModes && !hasCredential(req)) throw missingCredentials(p.credentialModes);
+    const envelope = parseEnvelope(await readJsonBody(req, p.bodyLimit));
+    state.action = envelope.action;
+    state.payload = envelope.payload;
+    const endpoint = p.actions.get(envelope.action);
+    if (!endpoint) {
+      const detail = `No action named "${envelope.action}".`;
+      throw new HttpError({ status: 404, code: "unknown_action", detail });
+    }
+    return await invoke(endpoint, state, p);
+  }
+  throw new HttpError({ status: 404, code: "not_found", detail: `No route for ${path || "/"}.` });
+}
+
+/** The function's `onError` first, then the mappers; server faults are logged with the request id. */
+function answerError(p: Pipeline, state: RequestState, thrown: unknown): Response {
+  let custom: Response | HttpError | undefined | void;
+  try {
+    custom = p.onError?.(thrown, state);
+  } catch (failure) {
+    p.log.error("onError failed", { requestId: state.requestId, ...errorFields(failure) });
+  }
+  if (custom instanceof Response) return custom;
+  const error = custom instanceof HttpError ? custom : toHttpError(thrown);
+  if (error.status >= 500) {
+    p.log.error("request failed", {
+      requestId: state.requestId,
+      path: state.path,
+      ...noted(state),
+      ...errorFields(error.cause ?? thrown),
+    });
+  }
+  return problemResponse(error, state.requestId);
+}
+
+/** The action and auth mode, in the order and shape the logs have always had them. */
+function noted(state: RequestState): { action?: string; auth?: string } {
+  const out: { action?: string; auth?: string } = {};
+  if (state.action !== undefined) out.action = state.action;
+  if (state.auth !== undefined) out.auth = state.auth;
+  return out;
+}
+
+function methodNotAllowed(allow: string[]): HttpError {
+  return new HttpError({
+    status: 405,
+    code: "method_not_allowed",
+    detail: `Use ${allow.join(", ")}.`,
+    headers: { allow: [...new Set(allow)].join(", ") },
+  });
+}
+
+/** Strips `/functions/v1` and `/<name>` so routes see only the sub-path ("" for the root). */
+function subPath(pathname: string, name: string): string {
+  let p = pathname.startsWith("/functions/v1/") ? pathname.slice(13) : pathname;
+  if (p === `/${name}` || p.startsWith(`/${name}/`)) p = p.slice(name.length + 1);
+  return p === "/" ? "" : p;
+}
+
+/** The path of an absolute URL string, without building a URL object (hot path). */
+function pathOf(url: string): string {
+  const start = url.indexOf("/", url.indexOf("//") + 2);
+  if (start === -1) return "/";
+  let end = url.length;
+  const q = url.indexOf("?", start);
+  if (q !== -1) end = q;
+  const h = url.indexOf("#", start);
+  if (h !== -1 && h < end) end = h;
+  return url.slice(start, end);
+}
