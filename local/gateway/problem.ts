@@ -5,7 +5,7 @@
  * `problemResponse`, so a client sees one problem vocabulary
  * (`urn:supabase-starter:problem:<code>`) whoever answered.
  */
-import { HttpError, problemResponse } from "../../supabase/functions/_shared/errors.ts";
+import { HttpError, problemResponse } from "../../supabase/functions/_shared/http/mod.ts";
 
 /** Fields of a gateway problem; `code` is snake_case, like the functions' codes. */
 export interface GatewayProblem {
