@@ -7,7 +7,6 @@
  */
 import { join } from "node:path";
 import { type LocalKeys, publicJwks, readEnvFile } from "../project/mod.ts";
-import { WRITABLE_DIR } from "./sandbox.ts";
 
 /**
  * Host variables a function process needs to run at all: its cache (so npm
@@ -77,8 +76,6 @@ export async function functionEnv(options: FunctionEnvOptions): Promise<Record<s
   }
   Object.assign(user, await readEnvFile(join(options.workdir, "supabase", "functions", ".env")));
   for (const file of options.envFiles) Object.assign(user, await readEnvFile(file, true));
-  // The hosted runtime's writable folder; Deno.makeTempDir() must land where writes are allowed.
-  for (const name of ["TMPDIR", "TMP", "TEMP"]) env[name] = WRITABLE_DIR;
   for (const [name, value] of Object.entries(user)) {
     // The platform reserves SUPABASE_*; the CLI skips such secrets too.
     if (name.startsWith("SUPABASE_")) {

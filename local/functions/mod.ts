@@ -20,5 +20,5 @@ export {
   type ResolvedImportMap,
   resolveImportMap,
 } from "./import_map.ts";
-export { permissionFlags, readableDirs, sharedDirs, WRITABLE_DIR } from "./sandbox.ts";
+export { permissionFlags, readableDirs, sharedDirs } from "./sandbox.ts";
 export { type Affected, affectedFunctions, watchForChanges } from "./watcher.ts";

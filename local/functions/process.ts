@@ -31,7 +31,11 @@ const V8_OUT_OF_MEMORY =
   /^<--- Last few GCs --->|Reached heap limit|JavaScript heap out of memory|Fatal JavaScript out of memory|Fatal process out of memory/;
 
 /** The `deno run` arguments of one function process (import map, permissions, memory cap). */
-export function functionArgs(spec: ServedFunction, limits: FunctionLimits): string[] {
+export function functionArgs(
+  spec: ServedFunction,
+  limits: FunctionLimits,
+  scratchDir: string,
+): string[] {
   const host: HostLimits = {
     memoryMb: limits.memoryMb,
     wallClockMs: limits.wallClockMs,
@@ -45,6 +49,7 @@ export function functionArgs(spec: ServedFunction, limits: FunctionLimits): stri
       functionDir: spec.dir,
       entrypoint: spec.entrypoint,
       sharedDirs: spec.sharedDirs,
+      scratchDir,
     }),
     // V8's own cap on the heap; the host samples heap + external against the same limit.
     `--v8-flags=--max-old-space-size=${limits.memoryMb}`,
@@ -77,10 +82,12 @@ export class FunctionProcess {
   retiring = false;
 
   constructor(readonly spec: ServedFunction, options: SpawnOptions) {
+    // The process's /tmp: private, so it cannot read what else this machine keeps in /tmp.
+    const scratchDir = Deno.makeTempDirSync({ prefix: `starter-fn-${spec.name}-` });
     this.#child = new Deno.Command(Deno.execPath(), {
-      args: functionArgs(spec, options.limits),
+      args: functionArgs(spec, options.limits, scratchDir),
       cwd: options.cwd,
-      env: options.env,
+      env: { ...options.env, TMPDIR: scratchDir, TMP: scratchDir, TEMP: scratchDir },
       clearEnv: true,
       stdin: "piped", // closed when the gateway exits: the host then exits too
       stdout: "piped",
@@ -89,6 +96,8 @@ export class FunctionProcess {
       detached: true,
     }).spawn();
     this.exited = this.#child.status;
+    const cleanUp = () => Deno.remove(scratchDir, { recursive: true }).catch(() => {});
+    this.exited.then(cleanUp, cleanUp);
     let onReady!: () => void;
     let onFail!: (e: Error) => void;
     this.ready = new Promise<void>((res, rej) => [onReady, onFail] = [res, rej]);

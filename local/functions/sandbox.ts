@@ -2,13 +2,16 @@
  * The permissions a function process gets: what the hosted Edge Runtime grants
  * a function, no more. Network and environment; read of the function's own
  * folder, its entrypoint's folder, the shared `_` folders of supabase/functions
- * and /tmp; write to /tmp only. No subprocesses, no FFI, no `sys`. npm packages
- * still load: Deno reads its own module cache without a permission check.
+ * and its scratch folder; write to the scratch folder only. No subprocesses, no
+ * FFI, no `sys`. npm packages still load: Deno reads its own module cache
+ * without a permission check.
+ *
+ * The scratch folder stands in for the platform's /tmp. It is a private folder
+ * per process (TMPDIR points at it, so Deno.makeTempFile/Dir land there), not
+ * this machine's /tmp: on the platform /tmp holds only the function's own
+ * files, while here it holds everything else too, a checkout under /tmp included.
  */
 import { dirname, join } from "node:path";
-
-/** The one folder a function may write to (and the temp dir it sees). */
-export const WRITABLE_DIR = "/tmp";
 
 /** Inputs of {@link permissionFlags}. */
 export interface SandboxPaths {
@@ -18,11 +21,18 @@ export interface SandboxPaths {
   entrypoint: string;
   /** `_`-prefixed folders of supabase/functions (shared code). */
   sharedDirs: string[];
+  /** The process's private stand-in for /tmp: the one folder it may write to. */
+  scratchDir: string;
 }
 
 /** The folders a function may read. */
 export function readableDirs(paths: SandboxPaths): string[] {
-  const dirs = [paths.functionDir, dirname(paths.entrypoint), ...paths.sharedDirs, WRITABLE_DIR];
+  const dirs = [
+    paths.functionDir,
+    dirname(paths.entrypoint),
+    ...paths.sharedDirs,
+    paths.scratchDir,
+  ];
   return [...new Set(dirs)];
 }
 
@@ -37,7 +47,7 @@ export function permissionFlags(paths: SandboxPaths): string[] {
     "--allow-net",
     "--allow-env",
     `--allow-read=${readable.join(",")}`,
-    `--allow-write=${WRITABLE_DIR}`,
+    `--allow-write=${paths.scratchDir}`,
   ];
 }
 
