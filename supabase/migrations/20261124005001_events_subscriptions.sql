@@ -525,6 +525,7 @@ create or replace function events.nack(
 ) returns integer
 language plpgsql volatile security definer set search_path = ''
 as $$
+#variable_conflict use_column
 declare
   v_count integer;
 begin
