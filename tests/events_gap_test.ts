@@ -139,7 +139,10 @@ const step: fc.Arbitrary<Step> = fc.oneof(
     slot: fc.nat(SLOTS - 1),
     count: fc.integer({ min: 1, max: 3 }),
   }),
-  fc.record({ op: fc.constantFrom("commit" as const, "rollback" as const), slot: fc.nat(SLOTS - 1) }),
+  fc.record({
+    op: fc.constantFrom("commit" as const, "rollback" as const),
+    slot: fc.nat(SLOTS - 1),
+  }),
   fc.record({ op: fc.constant("quick" as const) }),
   fc.record({ op: fc.constant("read" as const) }),
 );
@@ -154,71 +157,75 @@ Deno.test("events gap safety: any interleaving of long and short appenders (fast
   let naiveMisses = 0;
   try {
     await fc.assert(
-      fc.asyncProperty(fc.array(step, { minLength: 5, maxLength: 40 }), fc.integer({ min: 1, max: 4 }), async (steps, batch) => {
-        const prefix = `run${run++}-`;
-        const reader = new Reader(sql, prefix, batch);
-        const naive = new NaiveReader(sql, prefix);
-        const open = new Array<boolean>(SLOTS).fill(false);
-        const txCount = new Array<number>(SLOTS).fill(0);
-        let quick = 0;
-        const begin = async (slot: number) => {
-          if (!open[slot]) {
-            await conns[slot]!`begin`;
-            open[slot] = true;
-            txCount[slot]!++;
-          }
-        };
-        try {
-          for (const s of steps) {
-            switch (s.op) {
-              case "touch":
-                await begin(s.slot);
-                await conns[s.slot]!`insert into public.gap_scratch values (1)`;
-                break;
-              case "append":
-                await begin(s.slot);
-                // A stream per transaction: appenders never wait for each other here.
-                for (let i = 0; i < s.count; i++) {
-                  await appendOn(conns[s.slot]!, `${prefix}s${s.slot}-t${txCount[s.slot]}`, i);
-                }
-                break;
-              case "commit":
-              case "rollback":
-                if (open[s.slot]) {
-                  await conns[s.slot]!.unsafe(s.op);
-                  open[s.slot] = false;
-                }
-                break;
-              case "quick":
-                await appendOn(sql, `${prefix}quick-${quick++}`);
-                break;
-              case "read":
-                await reader.poll();
-                await naive.poll();
-                break;
+      fc.asyncProperty(
+        fc.array(step, { minLength: 5, maxLength: 40 }),
+        fc.integer({ min: 1, max: 4 }),
+        async (steps, batch) => {
+          const prefix = `run${run++}-`;
+          const reader = new Reader(sql, prefix, batch);
+          const naive = new NaiveReader(sql, prefix);
+          const open = new Array<boolean>(SLOTS).fill(false);
+          const txCount = new Array<number>(SLOTS).fill(0);
+          let quick = 0;
+          const begin = async (slot: number) => {
+            if (!open[slot]) {
+              await conns[slot]!`begin`;
+              open[slot] = true;
+              txCount[slot]!++;
+            }
+          };
+          try {
+            for (const s of steps) {
+              switch (s.op) {
+                case "touch":
+                  await begin(s.slot);
+                  await conns[s.slot]!`insert into public.gap_scratch values (1)`;
+                  break;
+                case "append":
+                  await begin(s.slot);
+                  // A stream per transaction: appenders never wait for each other here.
+                  for (let i = 0; i < s.count; i++) {
+                    await appendOn(conns[s.slot]!, `${prefix}s${s.slot}-t${txCount[s.slot]}`, i);
+                  }
+                  break;
+                case "commit":
+                case "rollback":
+                  if (open[s.slot]) {
+                    await conns[s.slot]!.unsafe(s.op);
+                    open[s.slot] = false;
+                  }
+                  break;
+                case "quick":
+                  await appendOn(sql, `${prefix}quick-${quick++}`);
+                  break;
+                case "read":
+                  await reader.poll();
+                  await naive.poll();
+                  break;
+              }
+            }
+          } finally {
+            for (let slot = 0; slot < SLOTS; slot++) {
+              if (open[slot]) await conns[slot]!`commit`;
             }
           }
-        } finally {
-          for (let slot = 0; slot < SLOTS; slot++) {
-            if (open[slot]) await conns[slot]!`commit`;
-          }
-        }
-        await reader.drain();
-        await naive.poll();
-        const all = await committed(sql, prefix);
-        assert.deepEqual(reader.seen, all, "exactly the committed events, once each, in order");
-        if (naive.seen.length < all.length) naiveMisses++;
-        // Within each stream, versions arrive in order.
-        const rows = await sql`select position, stream, version from events.events
+          await reader.drain();
+          await naive.poll();
+          const all = await committed(sql, prefix);
+          assert.deepEqual(reader.seen, all, "exactly the committed events, once each, in order");
+          if (naive.seen.length < all.length) naiveMisses++;
+          // Within each stream, versions arrive in order.
+          const rows = await sql`select position, stream, version from events.events
           where starts_with(stream, ${prefix})`;
-        const byPosition = new Map(rows.map((r) => [BigInt(r.position), r]));
-        const last = new Map<string, number>();
-        for (const p of reader.seen) {
-          const r = byPosition.get(p)!;
-          assert.equal(Number(r.version), (last.get(r.stream) ?? 0) + 1, r.stream);
-          last.set(r.stream, Number(r.version));
-        }
-      }),
+          const byPosition = new Map(rows.map((r) => [BigInt(r.position), r]));
+          const last = new Map<string, number>();
+          for (const p of reader.seen) {
+            const r = byPosition.get(p)!;
+            assert.equal(Number(r.version), (last.get(r.stream) ?? 0) + 1, r.stream);
+            last.set(r.stream, Number(r.version));
+          }
+        },
+      ),
       // A fixed seed: the same schedules on every machine.
       { numRuns: 40, seed: 20261124 },
     );

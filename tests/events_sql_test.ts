@@ -76,7 +76,10 @@ Deno.test("events sql: append and read: positions increase, versions count from 
     [p3, "order-1", "order.paid", "2"],
   ]);
   assert.deepEqual(all[0]!.data, { total: 5 });
-  assert.equal(all[0]!.metadata.traceparent, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+  assert.equal(
+    all[0]!.metadata.traceparent,
+    "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+  );
   assert.ok(all[0]!.created_at instanceof Date);
   // after_position, max_count and the stream prefix.
   assert.deepEqual((await readAll(db.sql, p1)).map((e) => e.position), [p2, p3]);
@@ -115,18 +118,22 @@ Deno.test("events sql: expected_version: match, mismatch P0409 naming stream and
     ["cart-2", 1, "at version 0, expected version 1"],
   ];
   for (const [stream, expected, message] of cases) {
-    await assert.rejects(append(db.sql, stream, "x", {}, { expected }), (e: Error & { code?: string }) => {
-      assert.equal(e.code, "P0409", `${stream} ${expected}`);
-      assert.match(e.message, new RegExp(`stream ${stream} .*${message}`));
-      return true;
-    });
+    await assert.rejects(
+      append(db.sql, stream, "x", {}, { expected }),
+      (e: Error & { code?: string }) => {
+        assert.equal(e.code, "P0409", `${stream} ${expected}`);
+        assert.match(e.message, new RegExp(`stream ${stream} .*${message}`));
+        return true;
+      },
+    );
   }
   await append(db.sql, "cart-1", "cart.checked_out", {}, { expected: 2 });
   await append(db.sql, "cart-1", "cart.note", {}); // null: no check
   const rows = await db.sql`select version, type from events.read_stream('cart-1')`;
   assert.deepEqual(rows.map((r) => r.version), ["1", "2", "3", "4"]);
   assert.equal(await sqlState(append(db.sql, "cart-1", "x", {}, { expected: -1 })), "22023");
-  const [{ n }] = await db.sql`select count(*)::int as n from events.events where stream = 'cart-2'`;
+  const [{ n }] = await db
+    .sql`select count(*)::int as n from events.events where stream = 'cart-2'`;
   assert.equal(n, 0, "a refused append writes nothing");
 });
 
@@ -151,7 +158,9 @@ Deno.test("events sql: concurrent appenders with the same expected_version: exac
       await b`begin`;
       await append(a as unknown as Sql, "race", "t", { who: "a" }, { expected: 2 });
       const [{ pid }] = await b`select pg_backend_pid() as pid`;
-      const losing = sqlState(append(b as unknown as Sql, "race", "t", { who: "b" }, { expected: 2 }));
+      const losing = sqlState(
+        append(b as unknown as Sql, "race", "t", { who: "b" }, { expected: 2 }),
+      );
       await waitUntilBlocked(sql, pid);
       await a`commit`;
       assert.equal(await losing, "P0409");
@@ -288,10 +297,12 @@ Deno.test("events sql: the size limit: data + metadata just under, at and over m
   const big = { blob: "z".repeat(10 * 1024 * 1024) };
   assert.equal(await sqlState(append(db.sql, "s", "t", big)), "54000");
   assert.equal(
-    await sqlState(db.sql`select * from events.append_many('s', ${db.sql.json([
-      { type: "t", data: {} },
-      { type: "t", data: big },
-    ])})`),
+    await sqlState(db.sql`select * from events.append_many('s', ${
+      db.sql.json([
+        { type: "t", data: {} },
+        { type: "t", data: big },
+      ])
+    })`),
     "54000",
   );
   const [{ n }] = await db.sql`select count(*)::int as n from events.events`;
@@ -300,6 +311,7 @@ Deno.test("events sql: the size limit: data + metadata just under, at and over m
 
 /** The migration's rule for stream and type names. */
 const validName = (s: string) =>
+  // deno-lint-ignore no-control-regex
   [...s].length >= 1 && [...s].length <= 200 && !/[\x00-\x1f\x7f]/.test(s);
 
 Deno.test("events sql: stream names as a class (fast-check): valid ones round-trip, others 22xxx", async () => {
@@ -324,7 +336,10 @@ Deno.test("events sql: stream names as a class (fast-check): valid ones round-tr
         assert.equal(row!.data.s, stream);
       } else {
         // 22023 from the checks; a NUL never reaches them (22021 from the protocol).
-        assert.ok("code" in result && /^22/.test(result.code ?? ""), JSON.stringify([stream, result]));
+        assert.ok(
+          "code" in result && /^22/.test(result.code ?? ""),
+          JSON.stringify([stream, result]),
+        );
       }
     }),
     { numRuns: 150 },
@@ -334,21 +349,29 @@ Deno.test("events sql: stream names as a class (fast-check): valid ones round-tr
 Deno.test("events sql: payload shapes as a class (fast-check): objects stored as given, others 22023", async () => {
   await using db = await freshDatabase();
   await fc.assert(
-    fc.asyncProperty(fc.jsonValue({ maxDepth: 3 }), fc.jsonValue({ maxDepth: 2 }), async (data, meta) => {
-      const isObject = (v: unknown) => typeof v === "object" && v !== null && !Array.isArray(v);
-      const result = await append(db.sql, "shapes", "t", data, { metadata: meta }).then(
-        (position) => ({ position }),
-        (error) => ({ code: (error as { code?: string }).code }),
-      );
-      if (isObject(data) && (isObject(meta) || meta === null)) {
-        assert.ok("position" in result, JSON.stringify([data, meta, result]));
-        const [row] = await db.sql`select data from events.events where position = ${result.position}`;
-        // jsonb normalises -0 and key order; compare through the same JSON round trip.
-        assert.deepEqual(row!.data, JSON.parse(JSON.stringify(data)));
-      } else {
-        assert.ok("code" in result && result.code === "22023", JSON.stringify([data, meta, result]));
-      }
-    }),
+    fc.asyncProperty(
+      fc.jsonValue({ maxDepth: 3 }),
+      fc.jsonValue({ maxDepth: 2 }),
+      async (data, meta) => {
+        const isObject = (v: unknown) => typeof v === "object" && v !== null && !Array.isArray(v);
+        const result = await append(db.sql, "shapes", "t", data, { metadata: meta }).then(
+          (position) => ({ position }),
+          (error) => ({ code: (error as { code?: string }).code }),
+        );
+        if (isObject(data) && (isObject(meta) || meta === null)) {
+          assert.ok("position" in result, JSON.stringify([data, meta, result]));
+          const [row] = await db
+            .sql`select data from events.events where position = ${result.position}`;
+          // jsonb normalises -0 and key order; compare through the same JSON round trip.
+          assert.deepEqual(row!.data, JSON.parse(JSON.stringify(data)));
+        } else {
+          assert.ok(
+            "code" in result && result.code === "22023",
+            JSON.stringify([data, meta, result]),
+          );
+        }
+      },
+    ),
     { numRuns: 200 },
   );
 });

@@ -26,7 +26,9 @@ interface Status {
 }
 
 const append = async (sql: Sql, stream: string, type = "t", data: unknown = {}) =>
-  (await sql`select events.append(${stream}, ${type}, ${sql.json(data as postgres.JSONValue)}) as p`)[0]!
+  (await sql`select events.append(${stream}, ${type}, ${
+    sql.json(data as postgres.JSONValue)
+  }) as p`)[0]!
     .p as string;
 
 /** Waits until every committed event is below the settled bound (see events_sql_test.ts). */
@@ -80,7 +82,10 @@ Deno.test("events subscriptions: filter by stream prefix and types; start_at beg
   await append(db.sql, "cart-1", "cart.opened");
   const o2 = await append(db.sql, "order-1", "order.paid");
   await append(db.sql, "order-2", "order.note");
-  await subscribe(db.sql, "orders", { streamPrefix: "order-", types: ["order.placed", "order.paid"] });
+  await subscribe(db.sql, "orders", {
+    streamPrefix: "order-",
+    types: ["order.placed", "order.paid"],
+  });
   await subscribe(db.sql, "everything");
   await settled(db.sql);
   await subscribe(db.sql, "from-now", {}, "now");
@@ -125,7 +130,11 @@ Deno.test("events subscriptions: bad arguments are 22023, unknown subscriptions 
       "select events.ack('nope', gen_random_uuid(), '{1}')",
     ]
   ) {
-    await assert.rejects(db.sql.unsafe(statement), (e: { code?: string }) => e.code === "P0002", statement);
+    await assert.rejects(
+      db.sql.unsafe(statement),
+      (e: { code?: string }) => e.code === "P0002",
+      statement,
+    );
   }
 });
 
@@ -197,7 +206,10 @@ Deno.test("events subscriptions: two concurrent claimers never hold the same str
       }
       idle = 0;
       for (const stream of new Set(batch.map((e) => e.stream))) {
-        assert.ok(!holder.has(stream), `${stream} handed to ${name} while ${holder.get(stream)} holds it`);
+        assert.ok(
+          !holder.has(stream),
+          `${stream} handed to ${name} while ${holder.get(stream)} holds it`,
+        );
         holder.set(stream, name);
       }
       for (const e of batch) {
@@ -236,7 +248,9 @@ Deno.test("events subscriptions: an expired lease is reclaimed with a new token;
   assert.notEqual(second[0]!.lease_token, first[0]!.lease_token);
   assert.equal(await ack(db.sql, "s", first[0]!.lease_token, [p]), 0);
   assert.equal(await nack(db.sql, "s", first[0]!.lease_token, [p], { dead: true }), 0);
-  const [{ until }] = await db.sql`select events.extend_lease('s', ${first[0]!.lease_token}, 60) as until`;
+  const [{ until }] = await db.sql`select events.extend_lease('s', ${
+    first[0]!.lease_token
+  }, 60) as until`;
   assert.equal(until, null);
   assert.equal((await status(db.sql, "s")).deadLetters, 0);
   assert.equal(await ack(db.sql, "s", second[0]!.lease_token, [p]), 1);
@@ -263,7 +277,8 @@ Deno.test("events subscriptions: nack retries the failed event (after a delay) a
   batch = await claim(db.sql, "s");
   assert.deepEqual(positionOf(batch), [a[1]]);
   assert.equal(batch[0]!.attempt, 3);
-  const [{ last_error }] = await db.sql`select last_error from events.subscription_streams where stream = 'a'`;
+  const [{ last_error }] = await db
+    .sql`select last_error from events.subscription_streams where stream = 'a'`;
   assert.equal(last_error, "boom");
   // release: handed back without spending the attempt.
   const [{ n }] = await db.sql`select events.release('s', ${batch[0]!.lease_token}) as n`;
@@ -286,10 +301,17 @@ Deno.test("events subscriptions: a dead letter blocks only its own stream, until
   assert.deepEqual([st.deadLetters, st.blockedStreams, st.lag], [1, 1, 2]);
   assert.ok(BigInt(st.position) < BigInt(a[0]!), "the position waits below the dead letter");
   const [dl] = await db.sql`select * from events.dead_letters`;
-  assert.deepEqual([dl!.position, dl!.stream, dl!.data.n, dl!.error, dl!.attempts], [a[0], "a", 1, "poison", 1]);
+  assert.deepEqual([dl!.position, dl!.stream, dl!.data.n, dl!.error, dl!.attempts], [
+    a[0],
+    "a",
+    1,
+    "poison",
+    1,
+  ]);
   // Retention keeps what the subscription has not passed.
   await db.sql`select events.prune(9223372036854775807::bigint)`;
-  const [{ kept }] = await db.sql`select count(*)::int as kept from events.events where stream = 'a'`;
+  const [{ kept }] = await db
+    .sql`select count(*)::int as kept from events.events where stream = 'a'`;
   assert.equal(kept, 2);
 
   // Retry: the dead letter comes again, then the stream continues.
@@ -300,7 +322,10 @@ Deno.test("events subscriptions: a dead letter blocks only its own stream, until
   await nack(db.sql, "s", batch[0]!.lease_token, [a[0]!], { dead: true });
   // Discard: the stream moves past it.
   assert.equal((await db.sql`select events.discard_dead_letter('s', ${a[0]!}) as ok`)[0]!.ok, true);
-  assert.equal((await db.sql`select events.discard_dead_letter('s', ${a[0]!}) as ok`)[0]!.ok, false);
+  assert.equal(
+    (await db.sql`select events.discard_dead_letter('s', ${a[0]!}) as ok`)[0]!.ok,
+    false,
+  );
   assert.deepEqual(positionOf(await drain(db.sql, "s")), [a[1]]);
   st = await status(db.sql, "s");
   assert.deepEqual([st.deadLetters, st.blockedStreams, st.lag], [0, 0, 0]);
@@ -354,7 +379,11 @@ Deno.test("events subscriptions: prune deletes only what every subscription and 
   await db.sql`select events.set_checkpoint('projection', ${p[1]!})`;
   assert.equal(await prune(), 1, "the checkpoint keeps c");
   await db.sql`select events.set_checkpoint('projection', ${p[2]!})`;
-  assert.equal(Number((await db.sql`select events.prune(interval '1 hour') as n`)[0]!.n), 0, "too young");
+  assert.equal(
+    Number((await db.sql`select events.prune(interval '1 hour') as n`)[0]!.n),
+    0,
+    "too young",
+  );
   assert.equal(Number((await db.sql`select events.prune(interval '0 s') as n`)[0]!.n), 1);
   // Versions go on after pruning.
   await append(db.sql, "a");
@@ -390,11 +419,23 @@ Deno.test("events subscriptions (fast-check): the position never passes an unhan
   await using db = await freshDatabase();
   const op: fc.Arbitrary<Op> = fc.oneof(
     { weight: 3, arbitrary: fc.record({ op: fc.constant("append" as const), stream: fc.nat(3) }) },
-    { weight: 3, arbitrary: fc.record({ op: fc.constant("claim" as const), n: fc.integer({ min: 1, max: 4 }) }) },
+    {
+      weight: 3,
+      arbitrary: fc.record({
+        op: fc.constant("claim" as const),
+        n: fc.integer({ min: 1, max: 4 }),
+      }),
+    },
     {
       weight: 4,
       arbitrary: fc.record({
-        op: fc.constantFrom("ack" as const, "nack" as const, "dead" as const, "expire" as const, "release" as const),
+        op: fc.constantFrom(
+          "ack" as const,
+          "nack" as const,
+          "dead" as const,
+          "expire" as const,
+          "release" as const,
+        ),
         pick: fc.nat(10),
       }),
     },
@@ -415,14 +456,20 @@ Deno.test("events subscriptions (fast-check): the position never passes an unhan
         for (const r of unhandled) {
           const dead = await db.sql`select 1 from events.dead_letters
             where subscription = ${sub} and position = ${r.position}`;
-          assert.ok(handled.has(r.position) || dead.length > 0, `position ${st.position} passed unhandled ${r.position}`);
+          assert.ok(
+            handled.has(r.position) || dead.length > 0,
+            `position ${st.position} passed unhandled ${r.position}`,
+          );
         }
       };
       const onAck = (events: Claimed[]) => {
         for (const e of events) {
           handled.set(e.position, e.stream);
           // Acked in stream order: versions only go up (a replay-free run).
-          assert.ok(Number(e.version) > (lastVersion.get(e.stream) ?? 0), `${e.stream} v${e.version}`);
+          assert.ok(
+            Number(e.version) > (lastVersion.get(e.stream) ?? 0),
+            `${e.stream} v${e.version}`,
+          );
           lastVersion.set(e.stream, Number(e.version));
         }
       };
@@ -455,12 +502,14 @@ Deno.test("events subscriptions (fast-check): the position never passes an unhan
       // Settle: discard dead letters, then drain; every event is handled.
       for (const b of batches) await db.sql`select events.release(${sub}, ${b[0]!.lease_token})`;
       while (true) {
-        const dls = await db.sql`select position from events.dead_letters where subscription = ${sub}`;
+        const dls = await db
+          .sql`select position from events.dead_letters where subscription = ${sub}`;
         for (const d of dls) {
           await db.sql`select events.discard_dead_letter(${sub}, ${d.position})`;
           handled.set(d.position, "dead");
         }
-        await db.sql`update events.subscription_streams set retry_at = null where subscription = ${sub}`;
+        await db
+          .sql`update events.subscription_streams set retry_at = null where subscription = ${sub}`;
         const batch = await claim(db.sql, sub);
         if (batch.length === 0 && dls.length === 0) break;
         if (batch.length) {
@@ -469,7 +518,8 @@ Deno.test("events subscriptions (fast-check): the position never passes an unhan
         }
         await check();
       }
-      const all = await db.sql`select position from events.events where starts_with(stream, ${prefix})`;
+      const all = await db
+        .sql`select position from events.events where starts_with(stream, ${prefix})`;
       assert.deepEqual(all.map((r) => r.position).filter((p) => !handled.has(p)), []);
       const st = await status(db.sql, sub);
       assert.deepEqual([st.lag, st.deadLetters, st.blockedStreams], [0, 0, 0]);
