@@ -86,7 +86,8 @@ Deno.test("events subscriptions: filter by stream prefix and types; start_at beg
     streamPrefix: "order-",
     types: ["order.placed", "order.paid"],
   });
-  await subscribe(db.sql, "everything");
+  const [{ subscribe: created }] = await subscribe(db.sql, "everything");
+  assert.deepEqual([created.created, created.position, created.paused], [true, 0, false]);
   await settled(db.sql);
   await subscribe(db.sql, "from-now", {}, "now");
   const later = await append(db.sql, "cart-1", "cart.closed");
@@ -95,7 +96,10 @@ Deno.test("events subscriptions: filter by stream prefix and types; start_at beg
   assert.equal((await drain(db.sql, "everything")).length, 6);
   assert.deepEqual(positionOf(await drain(db.sql, "from-now")), [later, o3]);
   // Subscribing again keeps the position; a new filter applies from the scan on.
-  await subscribe(db.sql, "orders", { streamPrefix: "cart-" }, "beginning");
+  const [{ subscribe: again }] = await subscribe(db.sql, "orders", { streamPrefix: "cart-" });
+  assert.equal(again.created, false);
+  assert.deepEqual(again.filter, { streamPrefix: "cart-" });
+  assert.ok(Number(again.position) > 0);
   assert.equal((await drain(db.sql, "orders")).length, 0);
   assert.equal((await status(db.sql, "orders")).lag, 0);
 });
