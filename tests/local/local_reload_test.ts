@@ -14,7 +14,7 @@ import { eventually, tempDir } from "./support/helpers.ts";
 // `/slow` answers once the test opens `gate`: it stays in flight across the
 // reload however long the reload takes, rather than for a fixed 1.5 s.
 const fnSource = (name: string, version: string, gate = "") =>
-  `import { SHARED } from "../../_shared/version.ts";
+  `import { SHARED } from "../_shared/version.ts";
 export default {
   async fetch(req: Request): Promise<Response> {
     if (new URL(req.url).pathname.endsWith("/slow")) await (await fetch("${gate}")).text();

@@ -8,7 +8,7 @@ import { dirname, join } from "node:path";
 import { PROJECT_ROOT } from "../../local/project/mod.ts";
 import { runStaticChecks } from "../../scripts/static_checks.ts";
 
-const FUNCTION = `import { greeting } from "../../../../lib/greeting.ts";\n\n` +
+const FUNCTION = `import { greeting } from "../../../lib/greeting.ts";\n\n` +
   `export default { fetch: () => new Response(greeting) };\n`;
 
 /** A minimal project that passes every check; `change` breaks one file. */
