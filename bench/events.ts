@@ -73,6 +73,18 @@ const DURABLE = flag("durable", false);
 const want = (group: string) => ONLY.length === 0 || ONLY.includes(group);
 const wantPeer = (peer: Peer) => PEERS.length === 0 || PEERS.includes(peer);
 
+for (
+  const [flagName, given, known] of [
+    ["only", ONLY, ["append", "read", "latency"]],
+    ["peers", PEERS, ["ours", "emmett"]],
+  ] as const
+) {
+  const unknown = given.filter((x) => !(known as readonly string[]).includes(x));
+  if (unknown.length) {
+    console.error(`bench:events: --${flagName}: unknown ${unknown.join(", ")} (known: ${known})`);
+    Deno.exit(1);
+  }
+}
 if (STREAMS % C !== 0) {
   console.error(
     `bench:events: --streams (${STREAMS}) must be a multiple of --concurrency (${C}) ` +
@@ -183,6 +195,8 @@ const has = (id: string) => (samples.get(id)?.length ?? 0) > 0;
 /** Every latency sample of every round. */
 const latencyAll: number[] = [];
 let workerUsed = "";
+/** The worker's counters (claims, empty claims, re-polls), summed over rounds. */
+const workerStats: Record<string, number> = {};
 
 function childFor(peer: Peer, name: string, config: Record<string, unknown>): ProtocolChild {
   const arg = JSON.stringify(config);
@@ -316,6 +330,9 @@ async function measure(cluster: Cluster, templates: Templates, m: Measurement) {
     if (m.kind === "latency") {
       const lat = r.samples as number[];
       workerUsed = r.worker as string;
+      for (const [k, v] of Object.entries((r.stats ?? {}) as Record<string, number>)) {
+        workerStats[k] = (workerStats[k] ?? 0) + v;
+      }
       latencyAll.push(...lat);
       record("latency p50", quantile(lat, 0.5));
       record("latency p99", quantile(lat, 0.99));
@@ -385,7 +402,12 @@ function printResults(ms: Measurement[], templates: Templates) {
     const ms = (x: number) => `${x.toFixed(2)} ms`;
     console.log(
       `\nAppend -> handler, ours, worker running (${LATENCY} events per round, ` +
-        `${LATENCY_GAP} ms apart)\nworker: ${workerUsed}`,
+        `${LATENCY_GAP} ms apart)\nworker: ${workerUsed}` +
+        (Object.keys(workerStats).length
+          ? `\nworker counters over all rounds: ${
+            Object.entries(workerStats).map(([k, v]) => `${k} ${v}`).join(", ")
+          } (re-polls: empty claims right after a notification)`
+          : ""),
     );
     table(["", "p50", "p99", "max"], [
       [

@@ -41,6 +41,8 @@ export interface WorkerOptions {
 export interface RunningWorker {
   /** What runs, for the report. */
   readonly describe: string;
+  /** Counters for the report, if the worker keeps any. */
+  stats?(): Record<string, number>;
   /** Stops after the current batch; resolves when the loop has ended. */
   stop(): Promise<void>;
 }
@@ -72,6 +74,7 @@ export const startMinimalWorker: WorkerStart = async (options) => {
       wake = done;
     });
 
+  const counts = { claims: 0, emptyClaims: 0, repolls: 0 };
   const loop = (async () => {
     let backoff = 0; // 0: idle, wait for a notification (or pollMs)
     while (!stopped) {
@@ -80,6 +83,7 @@ export const startMinimalWorker: WorkerStart = async (options) => {
       const rows = await sql<(DeliveredEvent & { lease_token: string })[]>`
         select position, stream, type, data, version, attempt, lease_token
         from events.claim_batch(${subscription}, ${batchSize}, ${leaseSeconds}, ${worker})`;
+      counts.claims++;
       if (rows.length > 0) {
         backoff = 0;
         for (const row of rows) await handler(row);
@@ -87,8 +91,10 @@ export const startMinimalWorker: WorkerStart = async (options) => {
           ${rows.map((r) => r.position)}::bigint[])`;
         continue;
       }
+      counts.emptyClaims++;
       if (hinted || notified || backoff > 0) {
         // Committed but maybe not claimable yet (an older transaction is still open).
+        counts.repolls++;
         backoff = hinted || notified ? 1 : backoff * 2;
         if (backoff >= pollMs) backoff = 0;
         await pause(backoff || pollMs);
@@ -102,6 +108,7 @@ export const startMinimalWorker: WorkerStart = async (options) => {
     describe: "the bench's minimal loop (bench/workers/events_loop.ts): LISTEN events + " +
       `claim_batch(${batchSize}) + handler + ack, re-poll at 1, 2, 4 ... ms after a ` +
       "notification while the event is not yet claimable",
+    stats: () => ({ ...counts }),
     async stop() {
       stopped = true;
       wake?.();

@@ -187,7 +187,7 @@ async function latency(n: number, gapMs: number) {
       pending.delete(k);
       await new Promise((r) => setTimeout(r, gapMs));
     }
-    return { type: "result", samples, worker: worker.describe };
+    return { type: "result", samples, worker: worker.describe, stats: worker.stats?.() ?? {} };
   } finally {
     await worker?.stop();
     await appender.end({ timeout: 1 });
