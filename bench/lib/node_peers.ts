@@ -27,7 +27,7 @@ export async function ensureNodePeers(): Promise<void> {
     stdout: "inherit",
     stderr: "inherit",
   }).output().catch((e) => {
-    throw new Error(`npm is needed for the Node peers of bench:queue: ${e}`);
+    throw new Error(`npm is needed for the Node peers of the benches (bench/node): ${e}`);
   });
   if (!out.success) throw new Error("npm ci --prefix bench/node failed");
 }

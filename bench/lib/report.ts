@@ -15,32 +15,49 @@ export function table(header: string[], rows: string[][]): void {
   for (const r of rows) console.log(line(r));
 }
 
-/** One target: a measured ratio against a bound. */
+/** One target: a measured ratio (or, with unit "ms", a time) against a bound. */
 export interface Target {
   what: string;
-  /** The measured ratio (ratio of medians). */
+  /** The measured ratio (ratio of medians), or a time in ms with unit "ms". */
   ratio: number;
   /** ">=" means higher is better. */
-  op: ">=" | "<=";
+  op: ">=" | "<=" | "<";
   bound: number;
-  /** Worst and best pairing of the samples behind the ratio, when known. */
+  /** Worst and best pairing of the samples behind the ratio, when known (per round for "ms"). */
   range?: [number, number];
+  /** "x" (default): a ratio; "ms": a latency. */
+  unit?: "x" | "ms";
 }
 
 /** Prints the targets with "met"/"missed" (unmeasurable ones say so). */
 export function targetsTable(title: string, targets: Target[]): void {
   console.log(`\n${title}`);
   table(
-    ["target", "measured (ratio of medians)", "per-round range", "bound", "status"],
+    [
+      "target",
+      targets.some((t) => t.unit === "ms")
+        ? "measured (ratio of medians; ms: median of rounds)"
+        : "measured (ratio of medians)",
+      "per-round range",
+      "bound",
+      "status",
+    ],
     targets.map((t) => {
       const ok = Number.isFinite(t.ratio)
-        ? (t.op === ">=" ? t.ratio >= t.bound : t.ratio <= t.bound)
+        ? (t.op === ">="
+          ? t.ratio >= t.bound
+          : t.op === "<"
+          ? t.ratio < t.bound
+          : t.ratio <= t.bound)
         : null;
+      const fmt = t.unit === "ms"
+        ? (x: number) => (Number.isFinite(x) ? `${x.toFixed(1)} ms` : "-")
+        : fmtRatio;
       return [
         t.what,
-        fmtRatio(t.ratio),
-        t.range ? `${fmtRatio(t.range[0])}-${fmtRatio(t.range[1])}` : "-",
-        `${t.op} ${t.bound}x`,
+        fmt(t.ratio),
+        t.range ? `${fmt(t.range[0])}-${fmt(t.range[1])}` : "-",
+        t.unit === "ms" ? `${t.op} ${t.bound} ms` : `${t.op} ${t.bound}x`,
         ok === null ? "not measured" : ok ? "met" : "missed",
       ];
     }),
