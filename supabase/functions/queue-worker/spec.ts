@@ -15,6 +15,7 @@ import {
   QUEUE_NAME,
   route,
   runWorker,
+  type Sql,
   type WorkflowDefinition,
   workflowRunJob,
 } from "../_shared/mod.ts";
@@ -22,8 +23,11 @@ import {
 /** Options of {@link queueWorkerSpec}. */
 export interface QueueWorkerOptions {
   jobs: JobDefinition[];
-  /** Workflows whose runs this worker advances (as `workflow.run` jobs). */
-  workflows?: WorkflowDefinition[];
+  /**
+   * Workflows whose runs this worker advances (as `workflow.run` jobs); a function
+   * when they need the database (it gets the worker's connection).
+   */
+  workflows?: WorkflowDefinition[] | ((sql: Sql) => WorkflowDefinition[]);
   queue?: string;
   concurrency?: number;
 }
@@ -44,10 +48,11 @@ const body = z.object({
 /** Builds the function spec around a set of job types. */
 export function queueWorkerSpec(options: QueueWorkerOptions): FunctionSpec {
   const registry = jobRegistry(options.jobs);
-  const workflows = options.workflows ?? [];
   const drain = async (ctx: HandlerContext, input: z.output<typeof body>) => {
     const sql = await ctx.db.sql();
     const log = ctx.log.child({ requestId: ctx.requestId });
+    const wf = options.workflows;
+    const workflows = typeof wf === "function" ? wf(sql) : wf ?? [];
     const summary = await runWorker({
       sql,
       registry: workflows.length === 0

@@ -28,3 +28,10 @@ export {
   type WorkflowStatus,
   workflowStatus,
 } from "./start.ts";
+export {
+  ORDER_CHECKOUT,
+  type OrderCheckoutDeps,
+  orderCheckoutInput,
+  orderCheckoutStart,
+  orderCheckoutWorkflow,
+} from "./examples/order_checkout.ts";

@@ -38,7 +38,7 @@ export interface WorkflowStatus {
 /** Validates `input` with the workflow's schema and starts a run; returns its id. */
 export async function startWorkflow<I>(
   sql: Queryable,
-  def: WorkflowDefinition,
+  def: Pick<WorkflowDefinition, "name" | "input">,
   input: I,
   options: StartOptions = {},
 ): Promise<number> {
