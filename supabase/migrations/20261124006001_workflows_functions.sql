@@ -28,6 +28,19 @@ begin
 end
 $$;
 
+-- Locks a run's live job row (if any) before the run row: the order every worker
+-- write takes (fence, then run), so a signal or cancel never deadlocks with it.
+create or replace function workflows._lock_job(p_run_id bigint)
+returns void
+language plpgsql volatile security definer set search_path = ''
+as $$
+begin
+  perform 1 from queue.jobs j
+  where j.queue_name = 'default' and j.dedupe_key = 'workflow:' || p_run_id
+  for update;
+end
+$$;
+
 -- The fence: true when job p_job_id still holds lease p_token for run p_run_id.
 -- It locks the job row, so the queue cannot reclaim it while the caller writes.
 create or replace function workflows._fence(p_run_id bigint, p_job_id bigint, p_token uuid)
@@ -91,8 +104,9 @@ create or replace function workflows.status(run_id bigint)
 returns jsonb
 language sql stable security definer set search_path = ''
 as $$
+  -- Nulls are stripped from the run's own fields and the steps, never from its output.
   select jsonb_strip_nulls(jsonb_build_object(
-    'id', r.id, 'workflow', r.workflow_name, 'status', r.status, 'output', r.output,
+    'id', r.id, 'workflow', r.workflow_name, 'status', r.status,
     'error', r.error, 'createdAt', r.created_at, 'finishedAt', r.finished_at,
     'steps', coalesce((
       select jsonb_agg(jsonb_build_object('name', s.name, 'kind', s.kind, 'status', s.status,
@@ -101,6 +115,7 @@ as $$
         'compensationAttempts', s.compensation_attempts,
         'compensationError', s.compensation_error) order by s.seq)
       from workflows.steps s where s.run_id = r.id), '[]'::jsonb)))
+    || case when r.output is null then '{}'::jsonb else jsonb_build_object('output', r.output) end
   from workflows.runs r where r.id = status.run_id
 $$;
 
@@ -121,6 +136,7 @@ begin
     raise exception 'workflows: payload is larger than % bytes of JSON', queue.max_payload_bytes()
       using errcode = '54000';
   end if;
+  perform workflows._lock_job(signal.run_id);
   select r.status into v_status from workflows.runs r where r.id = signal.run_id for update;
   if v_status is null or v_status not in ('pending', 'running', 'sleeping', 'waiting') then
     return false; -- unknown run, or one that will never wait again
@@ -139,6 +155,7 @@ returns boolean
 language plpgsql volatile security definer set search_path = ''
 as $$
 begin
+  perform workflows._lock_job(cancel.run_id);
   update workflows.runs r set cancel_requested = true, updated_at = now()
   where r.id = cancel.run_id and not r.cancel_requested
     and r.status in ('pending', 'running', 'sleeping', 'waiting');
@@ -308,7 +325,9 @@ create or replace function workflows.advance(
 language plpgsql volatile security definer set search_path = ''
 as $$
 declare
-  v_run_at timestamptz := coalesce(to_timestamp(p_wake_at_ms / 1000.0), now());
+  -- A wait without a time-out sleeps until a signal or a cancel wakes it.
+  v_run_at timestamptz := coalesce(to_timestamp(p_wake_at_ms / 1000.0),
+    case when p_status = 'waiting' then 'infinity'::timestamptz else now() end);
   v_cancel boolean;
 begin
   if not workflows._fence(p_run_id, p_job_id, p_token) then

@@ -62,6 +62,7 @@ export async function runInvocation(
   });
   const end = await replay.drive(() => def.run(parsed.data, replay));
   if (stop.aborted) throw new InvocationStoppedError(stop.reason);
+  if (replay.halt === "write_failed") throw replay.writeError;
   if (replay.halt === "lease_lost") return;
   if (replay.fatal) {
     await advanceRun(sql, fence, compensating ? "compensation_failed" : "failed", {

@@ -80,8 +80,10 @@ export class Replay implements WorkflowContext {
   readonly compensations = new Map<string, Registration>();
   readonly steps = new Map<string, StepRow>();
   suspension: Suspension | null = null;
-  /** Set when a write found the lease gone or the run cancelled. */
-  halt: "lease_lost" | "cancelled" | null = null;
+  /** Set when a write found the lease gone or the run cancelled, or could not be made. */
+  halt: "lease_lost" | "cancelled" | "write_failed" | null = null;
+  /** Why a write failed (a database error): the invocation is retried, never the step. */
+  writeError: unknown = undefined;
   /** Non-determinism or misuse: the run fails without compensation. */
   fatal: Error | null = null;
   readonly #deps: ReplayDeps;
@@ -332,7 +334,15 @@ export class Replay implements WorkflowContext {
 
   /** Records a step; on a lost lease or a cancel the run halts ("hang"). */
   async #write(w: StepWrite): Promise<"ok" | "hang"> {
-    const answer = await recordStep(this.#deps.sql, this.#deps.fence, w);
+    let answer: Awaited<ReturnType<typeof recordStep>>;
+    try {
+      answer = await recordStep(this.#deps.sql, this.#deps.fence, w);
+    } catch (error) {
+      // Not the step's failure: the workflow must not see it (nor compensate for it).
+      this.writeError ??= error;
+      this.halt ??= "write_failed";
+      return "hang";
+    }
     if (answer === "lease_lost") {
       this.halt = "lease_lost";
       return "hang";
