@@ -158,6 +158,7 @@ Deno.test("workflows: a result that is not JSON or too large fails at once (no r
     ["map", new Map()],
     ["symbol", Symbol("x")],
     ["array-hole", [undefined]],
+    ["nul", { s: "a\u0000b" }],
     ["big", "x".repeat(300_000)],
   ];
   const defs = bad.map(([label, value]) =>
@@ -174,13 +175,21 @@ Deno.test("workflows: a result that is not JSON or too large fails at once (no r
   for (const [i, s] of all.entries()) {
     assert.equal(s.status, "failed", bad[i]![0]);
     assert.equal(s.steps[0]!.attempts, 1, bad[i]![0]);
-    assert.match(s.steps[0]!.error!, /result (is not JSON|is \d+ bytes)/, bad[i]![0]);
+    assert.match(
+      s.steps[0]!.error!,
+      /result (is not JSON|is \d+ bytes|contains U\+0000)/,
+      bad[i]![0],
+    );
   }
 });
 
 Deno.test("workflows: JSON-safe results come back identical on replay (property)", async () => {
   await using db = await freshDatabase();
-  const values = fc.sample(fc.jsonValue({ maxDepth: 3 }), 25);
+  // U+0000 is refused (jsonb cannot store it; see the table above), so it is left out here.
+  const values = fc.sample(
+    fc.jsonValue({ maxDepth: 3 }).filter((v) => !JSON.stringify(v).includes("\\u0000")),
+    25,
+  );
   const seen: unknown[] = [];
   const wf = defineWorkflow({
     name: "t.json",

@@ -101,7 +101,7 @@ export const apiSpec: FunctionSpec = {
         const [row] = await (await db.sql())`
           select workflows.status(r.id) as status from workflows.runs r
           where r.id = ${runId} and r.workflow_name = ${orderCheckoutStart.name}
-            and r.owner_id = ${auth.sub ?? null}::uuid`;
+            and r.owner_id::text = ${auth.sub ?? ""}`;
         if (!row) {
           throw new HttpError({ status: 404, code: "run_not_found", detail: "No such checkout." });
         }

@@ -16,6 +16,10 @@ export function toJsonResult(value: unknown): { ok: true; value: unknown } | {
     const bad = firstNonJson(value === undefined ? null : value, "", new Set());
     if (bad !== null) return { ok: false, reason: `is not JSON: ${bad}` };
     const text = JSON.stringify(value === undefined ? null : value);
+    // Postgres' jsonb cannot hold U+0000; storing it would fail on every retry.
+    if (text.includes("\\u0000")) {
+      return { ok: false, reason: "contains U+0000 (jsonb cannot store it)" };
+    }
     const bytes = new TextEncoder().encode(text).length;
     if (bytes > MAX_RESULT_BYTES) {
       return { ok: false, reason: `is ${bytes} bytes of JSON; the limit is ${MAX_RESULT_BYTES}` };
