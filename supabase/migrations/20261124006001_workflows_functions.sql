@@ -335,7 +335,8 @@ begin
   end if;
   select r.cancel_requested into v_cancel from workflows.runs r where r.id = p_run_id for update;
   update workflows.runs r
-  set status = p_status, output = p_output, error = coalesce(left(p_error, 4000), r.error),
+  set status = p_status, output = p_output,
+    error = case when p_status = 'completed' then null else coalesce(left(p_error, 4000), r.error) end,
     updated_at = now(),
     finished_at = case when p_status in ('completed', 'failed', 'compensated',
       'compensation_failed', 'cancelled') then now() end
