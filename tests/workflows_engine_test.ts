@@ -8,12 +8,16 @@ import fc from "npm:fast-check@4";
 import { z } from "npm:zod@4";
 import { freshDatabase } from "./_harness/database.ts";
 import {
+  createLogger,
   defineWorkflow,
+  jobRegistry,
   PermanentJobError,
+  runWorker,
   startWorkflow,
+  workflowRunJob,
   workflowStatus,
 } from "../supabase/functions/_shared/mod.ts";
-import { drainOnce, driveUntil, gate } from "./workflows/harness.ts";
+import { drainOnce, driveUntil, gate, quiet } from "./workflows/harness.ts";
 
 const fast = { baseMs: 0, maxMs: 0 };
 
@@ -350,4 +354,30 @@ Deno.test("workflows: fenced writes with a reclaimed token record nothing", asyn
     b!.lease_token
   }::uuid, 's', 0, 'step', 'completed', 1, '{"x":1}') as r`;
   assert.equal(r4!.r, "ok");
+});
+
+Deno.test("workflows: the starting request's traceparent is on every log line of the run", async () => {
+  await using db = await freshDatabase();
+  const lines: Record<string, unknown>[] = [];
+  const log = createLogger("info", {}, (_level, line) => void lines.push(JSON.parse(line)));
+  const wf = defineWorkflow({
+    name: "t.trace",
+    input: z.object({}),
+    run: async (_i, ctx) => {
+      await ctx.step("a", () => ctx.log.info("inside a step"));
+    },
+  });
+  const traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+  const id = await startWorkflow(db.sql, wf, {}, { traceparent });
+  await runWorker({
+    sql: db.sql,
+    registry: jobRegistry([workflowRunJob({ sql: db.sql, workflows: [wf], log })]),
+    log: quiet,
+  });
+  assert.equal((await workflowStatus(db.sql, id))!.status, "completed");
+  const line = lines.find((l) => l.msg === "inside a step");
+  assert.ok(line, JSON.stringify(lines));
+  assert.equal(line.traceparent, traceparent);
+  assert.equal(line.runId, id);
+  assert.equal(line.workflow, "t.trace");
 });
