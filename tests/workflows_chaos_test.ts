@@ -97,12 +97,16 @@ Deno.test("workflow chaos: 1,000 checkouts, 4 workers killed mid-step, planned f
   try {
     for (let i = 0; i < WORKERS; i++) spawn();
     for (const killed of killSignals) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
       const pid = await Promise.race([
         killed,
-        new Promise<number>((_, reject) =>
-          setTimeout(() => reject(new Error("no kill point reached")), deadline - Date.now())
-        ),
-      ]);
+        new Promise<number>((_, reject) => {
+          timer = setTimeout(
+            () => reject(new Error("no kill point reached")),
+            deadline - Date.now(),
+          );
+        }),
+      ]).finally(() => clearTimeout(timer));
       const victim = children.get(pid);
       assert.ok(victim, `pid ${pid} is one of our workers`);
       victim.kill("SIGKILL");
