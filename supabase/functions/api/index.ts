@@ -19,7 +19,9 @@ import {
 /** Demo pricing: every unit costs this much (a real shop reads its price list). */
 const UNIT_PRICE_CENTS = 1_000;
 
-const noteRow = (r: { id: string | number; body: string; created_at: Date }) => ({
+const noteRow = (
+  r: { id: string | number; body: string; created_at: Date },
+) => ({
   id: Number(r.id),
   body: r.body,
   createdAt: r.created_at.toISOString(),
@@ -98,12 +100,17 @@ export const apiSpec: FunctionSpec = {
       input: z.object({ runId: z.number().int().positive() }),
       handler: async ({ runId }, { auth, db }) => {
         // The owner check is in the query: another user's run reads as not found.
-        const [row] = await (await db.sql())`
+        const sql = await db.sql();
+        const [row] = await sql`
           select workflows.status(r.id) as status from workflows.runs r
           where r.id = ${runId} and r.workflow_name = ${orderCheckoutStart.name}
             and r.owner_id::text = ${auth.sub ?? ""}`;
         if (!row) {
-          throw new HttpError({ status: 404, code: "run_not_found", detail: "No such checkout." });
+          throw new HttpError({
+            status: 404,
+            code: "run_not_found",
+            detail: "No such checkout.",
+          });
         }
         return row.status;
       },
