@@ -17,11 +17,11 @@ import { serve } from "./_harness/server.ts";
 import { freshDatabase } from "./_harness/database.ts";
 import { signalWorkflow } from "../supabase/functions/_shared/mod.ts";
 
-const RUNS = 1_000;
+const RUNS = Number(Deno.env.get("WF_CHAOS_RUNS") ?? 1_000);
 const WORKERS = 4;
-const KILL_AT_CHARGE = [200, 400, 600, 800];
+const KILL_AT_CHARGE = [0.2, 0.4, 0.6, 0.8].map((f) => Math.round(f * RUNS));
 /** Only ever fails the test (a hung run must end); it never decides what happens. */
-const DEADLINE_MS = 300_000;
+const DEADLINE_MS = Number(Deno.env.get("WF_CHAOS_DEADLINE_MS") ?? 300_000);
 
 /** What the plan makes of run `id`. */
 function planned(id: number): "completed" | "compensated" | "compensation_failed" {
@@ -66,8 +66,9 @@ Deno.test("workflow chaos: 1,000 checkouts, 4 workers killed mid-step, planned f
     const first = !map.has(key);
     map.set(key, (map.get(key) ?? 0) + 1);
     if (path === "charges" && first) {
-      await signalWorkflow(db.sql, id, "payment.confirmed", { chargeId: `ch_${key}` });
+      // The count when this charge was taken (other requests add to it during the await).
       const k = KILL_AT_CHARGE.indexOf(map.size);
+      await signalWorkflow(db.sql, id, "payment.confirmed", { chargeId: `ch_${key}` });
       if (k >= 0) {
         // The charge is made; its worker never hears back: the test kills it now.
         kills[k]!.resolve(Number(req.headers.get("x-worker-pid")));
@@ -102,7 +103,12 @@ Deno.test("workflow chaos: 1,000 checkouts, 4 workers killed mid-step, planned f
         killed,
         new Promise<number>((_, reject) => {
           timer = setTimeout(
-            () => reject(new Error("no kill point reached")),
+            () =>
+              reject(
+                new Error(
+                  `no kill point reached: ${effects.charges.size} charges, ${tries.size} keys`,
+                ),
+              ),
             deadline - Date.now(),
           );
         }),
