@@ -288,39 +288,51 @@ Deno.test("workflows: input that fails the schema (started from SQL) ends failed
 
 Deno.test("workflows: a stale worker completing a step after its lease was reclaimed changes nothing", async () => {
   await using db = await freshDatabase();
-  const first = gate();
-  const release = gate();
+  const firstStarted = gate();
+  const releaseFirst = gate();
+  const secondStarted = gate();
+  const releaseSecond = gate();
   const effects: string[] = [];
   let call = 0;
   const wf = defineWorkflow({
     name: "t.stale",
     input: z.object({}),
     run: async (_i, ctx) => {
-      return await ctx.step("charge", async ({ idempotencyKey }) => {
+      const charge = await ctx.step("charge", async ({ idempotencyKey }) => {
         const mine = ++call;
         effects.push(`${mine}:${idempotencyKey}`);
+        // Each execution waits for the test: the stale one finishes while the new one runs.
         if (mine === 1) {
-          first.open();
-          await release.opened; // the stale worker resumes only when the test says so
+          firstStarted.open();
+          await releaseFirst.opened;
+        } else {
+          secondStarted.open();
+          await releaseSecond.opened;
         }
         return { by: mine };
       });
+      await ctx.step("ship", () => `shipped after ${charge.by}`);
+      return charge;
     },
   });
   const id = await startWorkflow(db.sql, wf, {});
   const stale = drainOnce(db.sql, [wf]);
-  await first.opened;
+  await firstStarted.opened;
   // The lease runs out (made so in SQL, not by waiting): the next claim reclaims the job.
   await db.sql`update queue.jobs set lease_until = now() - interval '1 second'`;
-  const [s] = await driveUntil(db.sql, [wf], [id]);
+  const current = driveUntil(db.sql, [wf], [id]);
+  await secondStarted.opened;
+  // The stale worker finishes its step while the new holder is still running it.
+  releaseFirst.open();
+  await stale;
+  const mid = await workflowStatus(db.sql, id);
+  assert.deepEqual(mid!.steps, [], "the stale result was not recorded");
+  assert.equal(mid!.status, "running");
+  releaseSecond.open();
+  const [s] = await current;
   assert.equal(s!.status, "completed");
   assert.deepEqual(s!.output, { by: 2 });
-  release.open();
-  await stale;
-  const after = await workflowStatus(db.sql, id);
-  assert.deepEqual(after!.output, { by: 2 }, "the stale result was not recorded");
-  assert.equal(after!.steps.length, 1);
-  assert.equal(after!.steps[0]!.attempts, 1);
+  assert.deepEqual(s!.steps.map((x) => [x.name, x.attempts]), [["charge", 1], ["ship", 1]]);
   // Same idempotency key on both executions: the partner can deduplicate.
   assert.deepEqual(effects, [`1:${id}:charge`, `2:${id}:charge`]);
 });
