@@ -17,6 +17,7 @@ import { serve } from "./_harness/server.ts";
 import { freshDatabase } from "./_harness/database.ts";
 import { signalWorkflow } from "../supabase/functions/_shared/mod.ts";
 
+/** WF_CHAOS_RUNS / WF_CHAOS_DEADLINE_MS shrink a run for diagnosis; the suite uses the defaults. */
 const RUNS = Number(Deno.env.get("WF_CHAOS_RUNS") ?? 1_000);
 const WORKERS = 4;
 const KILL_AT_CHARGE = [0.2, 0.4, 0.6, 0.8].map((f) => Math.round(f * RUNS));
