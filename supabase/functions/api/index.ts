@@ -2,12 +2,26 @@
  * `api`: the example function. Action routing (POST {"action","payload"}):
  * - `echo`       (user or publishable key) returns the message it was sent;
  * - `whoami`     (user) returns who the caller is;
- * - `notes.create` / `notes.list` (user) run as the caller under RLS.
+ * - `notes.create` / `notes.list` (user) run as the caller under RLS;
+ * - `checkout.start` / `checkout.status` (user) start the `order.checkout` saga
+ *   and read the caller's own runs (docs/workflows.md).
  */
 import { z } from "npm:zod@4";
-import { action, defineFunction, type FunctionSpec } from "../_shared/mod.ts";
+import {
+  action,
+  defineFunction,
+  type FunctionSpec,
+  HttpError,
+  orderCheckoutStart,
+  startWorkflow,
+} from "../_shared/mod.ts";
 
-const noteRow = (r: { id: string | number; body: string; created_at: Date }) => ({
+/** Demo pricing: every unit costs this much (a real shop reads its price list). */
+const UNIT_PRICE_CENTS = 1_000;
+
+const noteRow = (
+  r: { id: string | number; body: string; created_at: Date },
+) => ({
   id: Number(r.id),
   body: r.body,
   createdAt: r.created_at.toISOString(),
@@ -57,6 +71,49 @@ export const apiSpec: FunctionSpec = {
             order by created_at desc, id desc limit ${limit}`;
           return rows.map((r) => noteRow(r as Parameters<typeof noteRow>[0]));
         }),
+    }),
+
+    "checkout.start": action({
+      rateLimit: { limit: 30, periodSeconds: 60, key: "user" },
+      input: z.object({
+        sku: z.string().min(1).max(100),
+        quantity: z.number().int().min(1).max(100),
+        // The client's key for this order: a retried request returns the same run.
+        orderKey: z.string().min(1).max(100),
+      }),
+      handler: async ({ sku, quantity, orderKey }, { auth, db, req }) => {
+        const runId = await startWorkflow(await db.sql(), orderCheckoutStart, {
+          userId: auth.sub,
+          sku,
+          quantity,
+          amountCents: quantity * UNIT_PRICE_CENTS,
+        }, {
+          idempotencyKey: `${auth.sub}:${orderKey}`,
+          ownerId: auth.sub ?? undefined,
+          traceparent: req.headers.get("traceparent") ?? undefined,
+        });
+        return { runId };
+      },
+    }),
+
+    "checkout.status": action({
+      input: z.object({ runId: z.number().int().positive() }),
+      handler: async ({ runId }, { auth, db }) => {
+        // The owner check is in the query: another user's run reads as not found.
+        const sql = await db.sql();
+        const [row] = await sql`
+          select workflows.status(r.id) as status from workflows.runs r
+          where r.id = ${runId} and r.workflow_name = ${orderCheckoutStart.name}
+            and r.owner_id::text = ${auth.sub ?? ""}`;
+        if (!row) {
+          throw new HttpError({
+            status: 404,
+            code: "run_not_found",
+            detail: "No such checkout.",
+          });
+        }
+        return row.status;
+      },
     }),
   },
 };

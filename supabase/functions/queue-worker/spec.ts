@@ -1,5 +1,6 @@
 /**
- * `queue-worker`: drains the job queue (docs/queue.md). `POST` with a secret API
+ * `queue-worker`: drains the job queue (docs/queue.md) and advances workflow runs
+ * (docs/workflows.md). `POST` with a secret API
  * key (the named `cron` key is the documented choice; any `secret:*` works) or
  * a legacy service_role JWT. Body `{"wait"?, "budgetMs"?, "maxJobs"?}`.
  * By default it answers 202 at once and drains in the background
@@ -14,11 +15,19 @@ import {
   QUEUE_NAME,
   route,
   runWorker,
+  type Sql,
+  type WorkflowDefinition,
+  workflowRunJob,
 } from "../_shared/mod.ts";
 
 /** Options of {@link queueWorkerSpec}. */
 export interface QueueWorkerOptions {
   jobs: JobDefinition[];
+  /**
+   * Workflows whose runs this worker advances (as `workflow.run` jobs); a function
+   * when they need the database (it gets the worker's connection).
+   */
+  workflows?: WorkflowDefinition[] | ((sql: Sql) => WorkflowDefinition[]);
   queue?: string;
   concurrency?: number;
 }
@@ -40,14 +49,20 @@ const body = z.object({
 export function queueWorkerSpec(options: QueueWorkerOptions): FunctionSpec {
   const registry = jobRegistry(options.jobs);
   const drain = async (ctx: HandlerContext, input: z.output<typeof body>) => {
+    const sql = await ctx.db.sql();
+    const log = ctx.log.child({ requestId: ctx.requestId });
+    const wf = options.workflows;
+    const workflows = typeof wf === "function" ? wf(sql) : wf ?? [];
     const summary = await runWorker({
-      sql: await ctx.db.sql(),
-      registry,
+      sql,
+      registry: workflows.length === 0
+        ? registry
+        : jobRegistry([...options.jobs, workflowRunJob({ sql, workflows, log })]),
       queue: input.queue ?? options.queue,
       concurrency: options.concurrency ?? 10,
       budgetMs: input.budgetMs,
       maxJobs: input.maxJobs,
-      log: ctx.log.child({ requestId: ctx.requestId }),
+      log,
     });
     // stoppedBy / notStarted / cutOff say why runnable jobs were left or handed back.
     ctx.log.info("queue drained", { requestId: ctx.requestId, ...summary });

@@ -37,6 +37,8 @@ export interface Env {
    * loopback addresses (`QUEUE_WEBHOOK_ALLOW_HOSTS`, comma-separated; local use).
    */
   webhookAllowHosts: string[];
+  /** Payment partner of the `order.checkout` example saga (`CHECKOUT_PAYMENT_URL`); null: not run. */
+  checkoutPaymentUrl: string | null;
   /**
    * The header the platform's proxy vouches for the client address in
    * (`RATE_LIMIT_TRUSTED_IP_HEADER`, lower-cased; null: none, use the peer address)
@@ -154,6 +156,7 @@ export function readEnv(get: (name: string) => string | undefined = denoEnv): En
     ),
     webhookAllowHosts: (get("QUEUE_WEBHOOK_ALLOW_HOSTS") ?? "").split(",").map((s) => s.trim())
       .filter(Boolean),
+    checkoutPaymentUrl: get("CHECKOUT_PAYMENT_URL")?.trim() || null,
     clientIp: parseClientIp(
       get("RATE_LIMIT_TRUSTED_IP_HEADER"),
       get("RATE_LIMIT_TRUSTED_PROXY_HOPS"),

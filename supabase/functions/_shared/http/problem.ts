@@ -15,6 +15,7 @@ import type { FieldError } from "../core/json_pointer.ts";
 import { JobPayloadError, PayloadTooLargeError } from "../queue/errors.ts";
 import { CircuitOpenError } from "../resilience/breaker/errors.ts";
 import { RateLimitedError } from "../resilience/rate_limit/limiter.ts";
+import { WorkflowInputError } from "../workflows/errors.ts";
 
 export type { FieldError };
 
@@ -214,6 +215,12 @@ const queueError: ErrorMapper = (e) => {
   return undefined;
 };
 
+/** A workflow start whose input fails the workflow's schema: 422 `invalid_workflow_input`. */
+const workflowError: ErrorMapper = (e) =>
+  e instanceof WorkflowInputError
+    ? new HttpError({ status: 422, code: e.code, detail: e.message, errors: e.errors, cause: e })
+    : undefined;
+
 /** Every mapper, tried in order; the first answer wins. */
 const errorMappers: readonly ErrorMapper[] = [
   authError,
@@ -223,6 +230,7 @@ const errorMappers: readonly ErrorMapper[] = [
   circuitOpen,
   rateLimited,
   queueError,
+  workflowError,
   envError,
 ];
 

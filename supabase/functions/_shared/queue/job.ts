@@ -29,6 +29,8 @@ export interface JobContext {
   /** 1 on the first run. */
   attempt: number;
   maxAttempts: number;
+  /** This attempt's fencing token: writes made under it fail once the lease is lost. */
+  leaseToken: string;
   /** Aborted at `timeoutMs` (and when the worker must stop): pass it to fetch and friends. */
   signal: AbortSignal;
   /** Pushes this job's lease `ms` into the future; false if the lease was lost. */

@@ -99,6 +99,7 @@ async function run(
           id: job.id,
           type: job.job_type,
           attempt: job.attempts,
+          leaseToken: job.lease_token,
           maxAttempts: effectiveMaxAttempts(job.max_attempts, def),
           signal,
           extendLease: options.extendLease,
