@@ -4,6 +4,9 @@
  * a legacy service_role JWT. Body `{"wait"?, "budgetMs"?, "maxJobs"?}`.
  * By default it answers 202 at once and drains in the background
  * (EdgeRuntime.waitUntil); with `"wait": true` it answers 200 with a summary.
+ * When the runtime announces the worker's end (`beforeunload`, any reason), the
+ * drain stops claiming, acknowledges and fails what finished, and hands back
+ * what it holds without spending attempts (docs/queue.md, "Surviving the platform").
  */
 import { z } from "npm:zod@4";
 import {
@@ -11,9 +14,11 @@ import {
   type HandlerContext,
   type JobDefinition,
   jobRegistry,
+  onBeforeUnload,
   QUEUE_NAME,
   route,
   runWorker,
+  WorkerUnloadError,
 } from "../_shared/mod.ts";
 
 /** Options of {@link queueWorkerSpec}. */
@@ -40,6 +45,11 @@ const body = z.object({
 export function queueWorkerSpec(options: QueueWorkerOptions): FunctionSpec {
   const registry = jobRegistry(options.jobs);
   const drain = async (ctx: HandlerContext, input: z.output<typeof body>) => {
+    const unload = new AbortController();
+    const unsubscribe = onBeforeUnload((reason) => {
+      ctx.log.warn("worker ending, handing jobs back", { requestId: ctx.requestId, reason });
+      unload.abort(new WorkerUnloadError(reason));
+    });
     const summary = await runWorker({
       sql: await ctx.db.sql(),
       registry,
@@ -47,8 +57,9 @@ export function queueWorkerSpec(options: QueueWorkerOptions): FunctionSpec {
       concurrency: options.concurrency ?? 10,
       budgetMs: input.budgetMs,
       maxJobs: input.maxJobs,
+      signal: unload.signal,
       log: ctx.log.child({ requestId: ctx.requestId }),
-    });
+    }).finally(unsubscribe);
     // stoppedBy / notStarted / cutOff say why runnable jobs were left or handed back.
     ctx.log.info("queue drained", { requestId: ctx.requestId, ...summary });
     return {

@@ -42,7 +42,20 @@ export {
   postgresCheck,
   type ReadinessCheck,
 } from "./readiness.ts";
-export { defaultWaitUntil } from "./runtime.ts";
+export { defaultWaitUntil, onBeforeUnload } from "./runtime.ts";
+export {
+  continueTrace,
+  injectTrace,
+  newSpanId,
+  newTraceId,
+  parseTraceparent,
+  parseTracestate,
+  type TraceContext,
+  traceFields,
+  type Traceparent,
+  traceparentOf,
+  TRACESTATE_MAX,
+} from "./trace.ts";
 export {
   abortable,
   type Clock,

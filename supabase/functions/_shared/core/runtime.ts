@@ -18,3 +18,25 @@ export function defaultWaitUntil(log: Logger): (promise: Promise<unknown>) => vo
     if (runtime?.waitUntil) runtime.waitUntil(guarded);
   };
 }
+
+/**
+ * Calls `listener` with the reason ("cpu", "memory", "wall_clock", "early_drop",
+ * "termination", or "unknown") when the runtime announces the worker's end with
+ * `beforeunload`; returns the unsubscribe. Where there is no such event it never fires.
+ */
+export function onBeforeUnload(listener: (reason: string) => void): () => void {
+  const target = globalThis as Partial<Pick<typeof globalThis, "addEventListener">>;
+  if (typeof target.addEventListener !== "function") return () => {};
+  const handler = (event: Event) => {
+    // The hosted runtime sends `{ reason }`; functions-js' types declare the bare string.
+    const detail = (event as CustomEvent<unknown>).detail;
+    const reason = typeof detail === "string"
+      ? detail
+      : typeof (detail as { reason?: unknown } | null)?.reason === "string"
+      ? (detail as { reason: string }).reason
+      : "unknown";
+    listener(reason);
+  };
+  globalThis.addEventListener("beforeunload", handler);
+  return () => globalThis.removeEventListener("beforeunload", handler);
+}

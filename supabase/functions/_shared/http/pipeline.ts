@@ -7,7 +7,8 @@ import { type AuthMode, hasCredential, missingCredentials } from "../auth/authen
 import type { HealthBody } from "../core/readiness.ts";
 import { errorFields } from "../core/log.ts";
 import { type CorsPolicy, preflightHeaders, withCors } from "./cors.ts";
-import type { RequestState, ServeInfo } from "./context.ts";
+import { type RequestState, requestTrace, type ServeInfo } from "./context.ts";
+import { traceFields } from "../core/trace.ts";
 import { healthResponse, LIVE } from "./health.ts";
 import { type Endpoint, invoke, type InvokeDeps } from "./invoke.ts";
 import { HttpError, problemResponse, toHttpError } from "./problem.ts";
@@ -78,6 +79,7 @@ export async function handle(p: Pipeline, req: Request, info?: ServeInfo): Promi
     const durationMs = Math.round((performance.now() - started) * 100) / 100;
     p.log.info("request", {
       requestId,
+      ...traceFields(requestTrace(state)),
       method,
       path: state.path,
       ...noted(state),
@@ -124,13 +126,18 @@ function answerError(p: Pipeline, state: RequestState, thrown: unknown): Respons
   try {
     custom = p.onError?.(thrown, state);
   } catch (failure) {
-    p.log.error("onError failed", { requestId: state.requestId, ...errorFields(failure) });
+    p.log.error("onError failed", {
+      requestId: state.requestId,
+      ...traceFields(requestTrace(state)),
+      ...errorFields(failure),
+    });
   }
   if (custom instanceof Response) return custom;
   const error = custom instanceof HttpError ? custom : toHttpError(thrown);
   if (error.status >= 500) {
     p.log.error("request failed", {
       requestId: state.requestId,
+      ...traceFields(requestTrace(state)),
       path: state.path,
       ...noted(state),
       ...errorFields(error.cause ?? thrown),

@@ -8,6 +8,7 @@
  */
 import { z } from "npm:zod@4";
 import type { Clock } from "../../core/time.ts";
+import { injectTrace } from "../../core/trace.ts";
 import { BreakerRegistry } from "../../resilience/breaker/registry.ts";
 import { CircuitOpenError } from "../../resilience/breaker/errors.ts";
 import { DeferJobError, PermanentJobError } from "../errors.ts";
@@ -86,10 +87,12 @@ export function webhookDeliverJob(deps: WebhookDeps = {}): JobDefinition {
     timeoutMs: deps.timeoutMs ?? 15_000,
     maxAttempts: 8,
     backoff: { scheduleMs: WEBHOOK_RETRY_SCHEDULE_MS },
-    handler: async (p, { signal }) => {
+    handler: async (p, { signal, trace }) => {
       const url = new URL(p.url);
       await assertPublicUrl(url, deps, signal);
       const headers = new Headers(p.headers);
+      // The receiver continues the trace of whoever enqueued the delivery.
+      injectTrace(headers, trace);
       let body: string | undefined;
       if (p.body !== undefined && p.method !== "GET") {
         body = typeof p.body === "string" ? p.body : JSON.stringify(p.body);
