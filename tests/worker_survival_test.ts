@@ -73,6 +73,7 @@ for (
       env: readEnv((k) => env[k]),
       log: createLogger("info", {}, (_l, line) => void lines.push(line)),
     });
+    await using _pool = { [Symbol.asyncDispose]: () => fn.close() };
     // Claim order is run_at order: the quick job, two holds, then jobs that wait
     // behind the holds (concurrency 3, so at most one slot is ever free).
     const at = (i: number) => new Date(Date.UTC(2020, 0, 1) + i);
