@@ -187,6 +187,10 @@ class WorkerLoop {
     const { signal, sql } = this.#options;
     const onAbort = () => {
       this.#stop.abort(signal?.reason);
+      // Hand back what has not started now, not once the running jobs end: the
+      // runtime may end the isolate before a handler that ignores its signal does.
+      for (const job of this.#waiting.splice(0)) this.#notStarted(job, "shutdown");
+      for (const job of this.#renew.splice(0)) this.#notStarted(job, "shutdown");
       this.#wakeUp();
     };
     signal?.addEventListener("abort", onAbort, { once: true });
