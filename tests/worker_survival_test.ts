@@ -289,3 +289,51 @@ Deno.test("recovery after SIGKILL follows each job's own timeout (5 s and 30 s j
   assert.ok(recovery30 < 30_000 + 30_000, `30 s job recovered after ${recovery30} ms`);
   assert.ok(recovery5 < recovery30, "the short job came back first");
 });
+
+Deno.test("shutdown hands back unstarted jobs at once, even while a handler ignores its signal", async () => {
+  await using db = await freshDatabase();
+  const stubbornStarted = deferred();
+  const letGo = deferred();
+  const stubborn = defineJob({
+    type: "stubborn",
+    schema: z.object({}),
+    timeoutMs: 600_000,
+    handler: async () => {
+      stubbornStarted.resolve();
+      await letGo.promise; // ignores its signal
+    },
+  });
+  const later = defineJob({ type: "later", schema: z.object({}), handler: () => {} });
+  const at = (i: number) => new Date(Date.UTC(2020, 0, 1) + i);
+  await enqueueMany(db.sql, [
+    { job: stubborn, payload: {}, options: { runAt: at(0) } },
+    ...[1, 2, 3].map((i) => ({ job: later, payload: {}, options: { runAt: at(i) } })),
+  ]);
+  const stop = new AbortController();
+  const drain = runWorker({
+    sql: db.sql,
+    registry: jobRegistry([stubborn, later]),
+    concurrency: 1,
+    signal: stop.signal,
+  });
+  await withDeadline("the stubborn job", stubbornStarted.promise);
+  stop.abort();
+  // Released while the stubborn handler still runs (the deadline only fails the test).
+  await withDeadline(
+    "the unstarted jobs to go back",
+    (async () => {
+      while (true) {
+        const [r] = await db.sql<{ n: number }[]>`
+          select count(*)::int as n from queue.jobs
+          where job_type = 'later' and lease_token is null and attempts = 0`;
+        if (r!.n === 3) return;
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    })(),
+    60_000,
+  );
+  letGo.resolve();
+  const summary = await withDeadline("the drain", drain);
+  assert.equal(summary.notStarted.shutdown, 3);
+  assert.equal(summary.stoppedBy, "shutdown");
+});
