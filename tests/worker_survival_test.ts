@@ -314,6 +314,7 @@ Deno.test("shutdown hands back unstarted jobs at once, even while a handler igno
     sql: db.sql,
     registry: jobRegistry([stubborn, later]),
     concurrency: 1,
+    batchSize: 4, // one claim takes all four: three wait behind the stubborn one
     signal: stop.signal,
   });
   await withDeadline("the stubborn job", stubbornStarted.promise);
