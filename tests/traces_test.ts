@@ -16,6 +16,7 @@ import {
   defineJob,
   enqueue,
   jobRegistry,
+  otlpExporter,
   outboundFetch,
   parseTraceparent,
   parseTracestate,
@@ -288,4 +289,75 @@ Deno.test("enqueue_many refuses a malformed traceparent, naming the element", as
   );
   const [row] = await db.sql`select count(*)::int as n from queue.jobs`;
   assert.equal(row!.n, 0, "nothing was written");
+});
+
+Deno.test("OTLP export: request and job spans carry the ids of the log lines", async () => {
+  await using db = await freshDatabase();
+  const received: { resourceSpans: unknown[] }[] = [];
+  const arrived: PromiseWithResolvers<void>[] = [Promise.withResolvers(), Promise.withResolvers()];
+  await using collector = serve(async (req) => {
+    assert.equal(new URL(req.url).pathname, "/v1/traces");
+    received.push(await req.json());
+    arrived[received.length - 1]?.resolve();
+    return Response.json({});
+  });
+  const job = defineJob({ type: "exported", schema: z.object({}), handler: () => {} });
+  const background: Promise<unknown>[] = [];
+  const lines: Record<string, unknown>[] = [];
+  const env = { SUPABASE_DB_URL: db.url, OTEL_EXPORTER_OTLP_ENDPOINT: collector.url };
+  const fn = defineFunction({
+    name: "exported",
+    auth: "none",
+    actions: {
+      go: action({
+        input: z.object({}),
+        handler: async (_p, ctx) => {
+          await enqueue(await ctx.db.sql(), job, {}, { trace: ctx.trace });
+          return null;
+        },
+      }),
+    },
+  }, {
+    env: readEnv((k) => (env as Record<string, string>)[k]),
+    log: createLogger("info", {}, (_l, line) => void lines.push(JSON.parse(line))),
+    waitUntil: (p) => void background.push(p),
+  });
+  await using _pool = { [Symbol.asyncDispose]: () => fn.close() };
+  const traceId = "4bf92f3577b34da6a3ce929d0e0e4736";
+  const res = await fn.fetch(
+    new Request("http://127.0.0.1/functions/v1/exported", {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        traceparent: `00-${traceId}-00f067aa0ba902b7-01`,
+      },
+      body: JSON.stringify({ action: "go", payload: {} }),
+    }),
+  );
+  assert.equal(res.status, 200);
+  await res.body?.cancel();
+  await Promise.all(background); // the scheduled flush
+  await arrived[0]!.promise;
+  const summary = await runWorker({
+    sql: db.sql,
+    registry: jobRegistry([job]),
+    log: createLogger("error"),
+    spans: otlpExporter(collector.url, "worker", createLogger("error")),
+  });
+  assert.equal(summary.completed, 1);
+  await arrived[1]!.promise;
+  type Span = { traceId: string; spanId: string; parentSpanId?: string; name: string };
+  const spans = received.flatMap((body) =>
+    (body.resourceSpans as { scopeSpans: { spans: Span[] }[] }[]).flatMap((r) =>
+      r.scopeSpans.flatMap((s) => s.spans)
+    )
+  );
+  const request = spans.find((s) => s.name === "POST /")!;
+  const run = spans.find((s) => s.name === "job exported")!;
+  const logged = lines.find((l) => l.msg === "request")!;
+  assert.equal(request.traceId, traceId);
+  assert.equal(request.spanId, logged.spanId, "the request span is the one the logs name");
+  assert.equal(request.parentSpanId, "00f067aa0ba902b7");
+  assert.equal(run.traceId, traceId);
+  assert.equal(run.parentSpanId, request.spanId, "the job's span is a child of the request's");
 });

@@ -15,6 +15,7 @@ import {
   type JobDefinition,
   jobRegistry,
   onBeforeUnload,
+  otlpExporter,
   QUEUE_NAME,
   route,
   runWorker,
@@ -58,6 +59,9 @@ export function queueWorkerSpec(options: QueueWorkerOptions): FunctionSpec {
       budgetMs: input.budgetMs,
       maxJobs: input.maxJobs,
       signal: unload.signal,
+      spans: ctx.env.otlpEndpoint
+        ? otlpExporter(ctx.env.otlpEndpoint, "queue-worker", ctx.log)
+        : undefined,
       log: ctx.log.child({ requestId: ctx.requestId }),
     }).finally(unsubscribe);
     // stoppedBy / notStarted / cutOff say why runnable jobs were left or handed back.

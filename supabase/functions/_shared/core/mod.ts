@@ -43,6 +43,7 @@ export {
   type ReadinessCheck,
 } from "./readiness.ts";
 export { defaultWaitUntil, onBeforeUnload } from "./runtime.ts";
+export { type FinishedSpan, otlpExporter, type SpanExporter } from "./otlp.ts";
 export {
   continueTrace,
   injectTrace,

@@ -9,6 +9,7 @@ import { plainPath } from "../core/json_pointer.ts";
 import { withTimeout } from "../core/time.ts";
 import { createLogger, type Logger } from "../core/log.ts";
 import { continueTrace, type TraceContext, traceFields } from "../core/trace.ts";
+import type { SpanExporter } from "../core/otlp.ts";
 import { DeferJobError, JobTimeoutError, PermanentJobError, WorkerBudgetError } from "./errors.ts";
 import { JOB_DEFAULTS, type JobContext, type JobDefinition, type JobRegistry } from "./job.ts";
 import { effectiveMaxAttempts } from "./retry_policy.ts";
@@ -50,6 +51,8 @@ export interface RunJobOptions {
   budgetMs?: number;
   /** The worker's logger; the handler's `ctx.log` is its child (default: console). */
   log?: Logger;
+  /** Span export: one consumer span per run, when configured. */
+  spans?: SpanExporter;
 }
 
 /** Deferrals wait at least this long: a zero delay would make a drain spin on one job. */
@@ -67,18 +70,32 @@ export async function runJob(
   registry: JobRegistry,
   options: RunJobOptions,
 ): Promise<JobOutcome> {
+  const startMs = options.spans ? Date.now() : 0;
+  const span = new RunTrace(job, options.log);
+  let outcome: JobOutcome;
   try {
-    return await run(job, registry, options);
+    outcome = await run(job, registry, options, span);
   } catch (error) {
     // Only a bug of our own gets here; the job is retried rather than lost.
-    return { kind: "retry", error: describeError(error) };
+    outcome = { kind: "retry", error: describeError(error) };
   }
+  options.spans?.record({
+    trace: span.trace,
+    name: `job ${job.job_type}`,
+    kind: "consumer",
+    startMs,
+    endMs: Date.now(),
+    ...("error" in outcome && outcome.kind !== "defer" ? { error: outcome.error } : {}),
+    attributes: { "job.id": job.id, "job.attempt": job.attempts, "job.outcome": outcome.kind },
+  });
+  return outcome;
 }
 
 async function run(
   job: ClaimedJob,
   registry: JobRegistry,
   options: RunJobOptions,
+  span: RunTrace,
 ): Promise<JobOutcome> {
   const def = registry.get(job.job_type);
   if (!def) {
@@ -93,7 +110,6 @@ async function run(
     const issues = parsed.error.issues.map((i) => `${plainPath(i.path)}: ${i.message}`);
     return { kind: "dead", reason: "invalid_payload", error: issues.join("; ").slice(0, 2000) };
   }
-  const span = new RunTrace(job, options.log);
   const ctx = jobContext(job, def, options, span);
   const ownMs = timeoutOf(def);
   const byBudget = options.budgetMs !== undefined && options.budgetMs < ownMs;

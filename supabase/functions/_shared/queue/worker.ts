@@ -24,6 +24,7 @@ import type { Sql } from "npm:postgres@3";
 import { describeError, isInstance } from "../core/errors.ts";
 import { createLogger, type Logger } from "../core/log.ts";
 import type { Clock } from "../core/time.ts";
+import type { SpanExporter } from "../core/otlp.ts";
 import { WorkerUnloadError } from "./errors.ts";
 import { JOB_DEFAULTS, type JobRegistry } from "./job.ts";
 import { leaseMarginMs, type LeasePlan, leasePlan } from "./lease.ts";
@@ -71,6 +72,8 @@ export interface WorkerOptions {
   now?: Clock;
   /** Retries, dead letters and hand-backs are logged here, one line per job (default: console). */
   log?: Logger;
+  /** Span export: a span per run, flushed when the run ends. */
+  spans?: SpanExporter;
 }
 
 /** Why a worker stopped claiming: the drain found nothing runnable, or it had to stop. */
@@ -327,6 +330,7 @@ class WorkerLoop {
         extendLease: (ms) => extendLease(sql, job.id, job.lease_token, ms),
         budgetMs: Number.isFinite(left) ? left : undefined,
         log: this.#log,
+        spans: this.#options.spans,
       }).then(
         (outcome) => this.#ended(job, outcome),
         (error) => this.#ended(job, { kind: "retry", error: describeError(error) }),
@@ -427,6 +431,7 @@ class WorkerLoop {
     for (const job of this.#waiting.splice(0)) this.#notStarted(job, why);
     for (const job of this.#renew.splice(0)) this.#notStarted(job, why);
     await this.flushOutcomes();
+    await this.#options.spans?.flush();
     this.#summary.durationMs = this.#now() - this.#started;
   }
 
