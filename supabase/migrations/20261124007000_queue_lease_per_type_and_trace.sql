@@ -57,8 +57,8 @@ begin
   end if;
   if claim.lease_by_type is not null and (jsonb_typeof(claim.lease_by_type) <> 'object'
       or exists (select 1 from jsonb_each(claim.lease_by_type) e
-        where jsonb_typeof(e.value) <> 'number'
-          or (e.value)::text::double precision not between 0.1 and 86400)) then
+        where case when jsonb_typeof(e.value) = 'number'
+          then (e.value)::text::double precision not between 0.1 and 86400 else true end)) then
     raise exception 'queue: lease_by_type must map job types to seconds between 0.1 and 86400'
       using errcode = '22023';
   end if;
