@@ -28,6 +28,15 @@ import {
 import { freshDatabase } from "./_harness/database.ts";
 import { serve } from "./_harness/server.ts";
 
+/** Only ever fails the test (a broken export must not hang it). */
+async function withDeadline<T>(what: string, p: Promise<T>, ms = 60_000): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const fail = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`gave up waiting for ${what}`)), ms);
+  });
+  return await Promise.race([p, fail]).finally(() => clearTimeout(timer));
+}
+
 const hexChar = fc.constantFrom(..."0123456789abcdef");
 const hex = (n: number) => fc.string({ unit: hexChar, minLength: n, maxLength: n });
 const nonZeroHex = (n: number) => hex(n).filter((s) => /[1-9a-f]/.test(s));
@@ -336,8 +345,8 @@ Deno.test("OTLP export: request and job spans carry the ids of the log lines", a
   );
   assert.equal(res.status, 200);
   await res.body?.cancel();
-  await Promise.all(background); // the scheduled flush
-  await arrived[0]!.promise;
+  await withDeadline("the scheduled flush", Promise.all(background));
+  await withDeadline("the request's span", arrived[0]!.promise);
   const summary = await runWorker({
     sql: db.sql,
     registry: jobRegistry([job]),
@@ -345,7 +354,7 @@ Deno.test("OTLP export: request and job spans carry the ids of the log lines", a
     spans: otlpExporter(collector.url, "worker", createLogger("error")),
   });
   assert.equal(summary.completed, 1);
-  await arrived[1]!.promise;
+  await withDeadline("the job's span", arrived[1]!.promise);
   type Span = { traceId: string; spanId: string; parentSpanId?: string; name: string };
   const spans = received.flatMap((body) =>
     (body.resourceSpans as { scopeSpans: { spans: Span[] }[] }[]).flatMap((r) =>

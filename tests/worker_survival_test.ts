@@ -94,10 +94,10 @@ for (
         body: JSON.stringify({ wait: true, budgetMs: 140_000 }),
       }),
     );
-    await withDeadline("two running holds", bothHolding.promise);
+    await withDeadline("two running holds", bothHolding.promise, 60_000);
     // Three holds are running now (the quick job freed its slot); the rest wait.
     dispatchEvent(new CustomEvent("beforeunload", { detail: { reason } }));
-    const res = await withDeadline("the drain to end after beforeunload", answer);
+    const res = await withDeadline("the drain to end after beforeunload", answer, 60_000);
     assert.equal(res.status, 200);
     const { data } = await res.json();
     assert.equal(data.stoppedBy, "shutdown");
