@@ -71,10 +71,11 @@ export interface RequestState {
  * none pays nothing.
  */
 export function requestTrace(state: RequestState): TraceContext {
-  return state.trace ??= continueTrace(
-    state.req.headers.get("traceparent"),
-    state.req.headers.get("tracestate"),
-  );
+  if (state.trace) return state.trace;
+  const { headers } = state.req;
+  const parent = headers.get("traceparent");
+  // tracestate means nothing without a traceparent: not even read then.
+  return state.trace = continueTrace(parent, parent ? headers.get("tracestate") : null);
 }
 
 /** What a context needs from the function: its env, log, database and runtime hooks. */
