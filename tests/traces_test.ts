@@ -159,7 +159,8 @@ Deno.test("tracestate: valid lists pass on, malformed or too long ones are dropp
     ["a=1,a=2", undefined],
     ["noequals", undefined],
     ["a=has,comma", undefined],
-    ["a=trailing ", undefined],
+    ["a=trailing ", "a=trailing"], // whitespace around members is allowed (OWS)
+    ["a=tab\there", undefined],
     [Array.from({ length: 33 }, (_, i) => `k${i}=v`).join(","), undefined],
     [`k=${"v".repeat(600)}`, undefined],
   ];

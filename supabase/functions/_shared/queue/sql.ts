@@ -46,7 +46,7 @@ export async function ackAndClaim(
 ): Promise<{ acked: number; jobs: ClaimedJob[] }> {
   const [row] = await sql<{ acked: number; jobs: ClaimedJob[] }[]>`
     select acked, jobs from queue.ack_and_claim(${done.ids}::bigint[], ${done.tokens}::uuid[],
-      ${queue}, ${maxJobs}, ${leaseSeconds}, ${worker}, ${reclaim}, ${leaseByType}::jsonb)`;
+      ${queue}, ${maxJobs}, ${leaseSeconds}, ${worker}, ${reclaim}, ${leaseByType}::text::jsonb)`;
   return row!;
 }
 
