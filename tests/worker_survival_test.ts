@@ -142,7 +142,9 @@ Deno.test("lease per job: each type's own timeout plus a margin", async () => {
   await enqueueMany(db.sql, [{ job: short, payload: {} }, { job: long, payload: {} }]);
   const [row] = await db.sql<{ jobs: { job_type: string; lease_until: string }[] }[]>`
     select jobs from queue.ack_and_claim('{}', '{}', 'default', 10, 30, 'w', true,
-      ${JSON.stringify({ t5: leaseMsFor(short) / 1000, t30: leaseMsFor(long) / 1000 })}::jsonb)`;
+      ${
+    JSON.stringify({ t5: leaseMsFor(short) / 1000, t30: leaseMsFor(long) / 1000 })
+  }::text::jsonb)`;
   const [now] = await db.sql<{ t: Date }[]>`select now() as t`;
   const leases = Object.fromEntries(
     row!.jobs.map((j) => [j.job_type, (Date.parse(j.lease_until) - now!.t.getTime()) / 1000]),

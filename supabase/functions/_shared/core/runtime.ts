@@ -25,11 +25,16 @@ export function defaultWaitUntil(log: Logger): (promise: Promise<unknown>) => vo
  * `beforeunload`; returns the unsubscribe. Where there is no such event it never fires.
  */
 export function onBeforeUnload(listener: (reason: string) => void): () => void {
-  const target = globalThis as Partial<Pick<typeof globalThis, "addEventListener">>;
+  // Typed loosely: the edge runtime's and Deno's declarations of Event differ.
+  type Listener = (event: unknown) => void;
+  const target = globalThis as unknown as {
+    addEventListener?(type: string, fn: Listener): void;
+    removeEventListener?(type: string, fn: Listener): void;
+  };
   if (typeof target.addEventListener !== "function") return () => {};
-  const handler = (event: Event) => {
+  const handler: Listener = (event) => {
     // The hosted runtime sends `{ reason }`; functions-js' types declare the bare string.
-    const detail = (event as CustomEvent<unknown>).detail;
+    const detail = (event as { detail?: unknown } | null)?.detail;
     const reason = typeof detail === "string"
       ? detail
       : typeof (detail as { reason?: unknown } | null)?.reason === "string"
@@ -37,6 +42,6 @@ export function onBeforeUnload(listener: (reason: string) => void): () => void {
       : "unknown";
     listener(reason);
   };
-  globalThis.addEventListener("beforeunload", handler);
-  return () => globalThis.removeEventListener("beforeunload", handler);
+  target.addEventListener("beforeunload", handler);
+  return () => target.removeEventListener?.("beforeunload", handler);
 }
