@@ -5,6 +5,9 @@
  * a legacy service_role JWT. Body `{"wait"?, "budgetMs"?, "maxJobs"?}`.
  * By default it answers 202 at once and drains in the background
  * (EdgeRuntime.waitUntil); with `"wait": true` it answers 200 with a summary.
+ * When the runtime announces the worker's end (`beforeunload`, any reason), the
+ * drain stops claiming, acknowledges and fails what finished, and hands back
+ * what it holds without spending attempts (docs/queue.md, "Surviving the platform").
  */
 import { z } from "npm:zod@4";
 import {
@@ -12,10 +15,13 @@ import {
   type HandlerContext,
   type JobDefinition,
   jobRegistry,
+  onBeforeUnload,
+  otlpExporter,
   QUEUE_NAME,
   route,
   runWorker,
   type Sql,
+  WorkerUnloadError,
   type WorkflowDefinition,
   workflowRunJob,
 } from "../_shared/mod.ts";
@@ -53,6 +59,11 @@ export function queueWorkerSpec(options: QueueWorkerOptions): FunctionSpec {
     const log = ctx.log.child({ requestId: ctx.requestId });
     const wf = options.workflows;
     const workflows = typeof wf === "function" ? wf(sql) : wf ?? [];
+    const unload = new AbortController();
+    const unsubscribe = onBeforeUnload((reason) => {
+      ctx.log.warn("worker ending, handing jobs back", { requestId: ctx.requestId, reason });
+      unload.abort(new WorkerUnloadError(reason));
+    });
     const summary = await runWorker({
       sql,
       registry: workflows.length === 0
@@ -62,8 +73,12 @@ export function queueWorkerSpec(options: QueueWorkerOptions): FunctionSpec {
       concurrency: options.concurrency ?? 10,
       budgetMs: input.budgetMs,
       maxJobs: input.maxJobs,
+      signal: unload.signal,
+      spans: ctx.env.otlpEndpoint
+        ? otlpExporter(ctx.env.otlpEndpoint, "queue-worker", ctx.log)
+        : undefined,
       log,
-    });
+    }).finally(unsubscribe);
     // stoppedBy / notStarted / cutOff say why runnable jobs were left or handed back.
     ctx.log.info("queue drained", { requestId: ctx.requestId, ...summary });
     return {

@@ -47,6 +47,8 @@ export interface Env {
   clientIp: ClientIpPolicy;
   /** `debug` | `info` | `warn` | `error` (`LOG_LEVEL`, default info). */
   logLevel: "debug" | "info" | "warn" | "error";
+  /** OTLP/HTTP collector base URL (`OTEL_EXPORTER_OTLP_ENDPOINT`); null: no span export. */
+  otlpEndpoint: string | null;
 }
 
 /** A misconfiguration (code `misconfigured`): answered 500 with a generic body, logged with its detail. */
@@ -162,7 +164,17 @@ export function readEnv(get: (name: string) => string | undefined = denoEnv): En
       get("RATE_LIMIT_TRUSTED_PROXY_HOPS"),
     ),
     logLevel: level,
+    otlpEndpoint: parseOtlpEndpoint(get("OTEL_EXPORTER_OTLP_ENDPOINT")),
   };
+}
+
+function parseOtlpEndpoint(raw: string | undefined): string | null {
+  const value = raw?.trim();
+  if (!value) return null;
+  if (!URL.canParse(value) || !/^https?:$/.test(new URL(value).protocol)) {
+    throw new EnvError("OTEL_EXPORTER_OTLP_ENDPOINT must be an http(s) URL");
+  }
+  return value;
 }
 
 function denoEnv(name: string): string | undefined {

@@ -42,7 +42,21 @@ export {
   postgresCheck,
   type ReadinessCheck,
 } from "./readiness.ts";
-export { defaultWaitUntil } from "./runtime.ts";
+export { defaultWaitUntil, onBeforeUnload } from "./runtime.ts";
+export { type FinishedSpan, otlpExporter, type SpanExporter } from "./otlp.ts";
+export {
+  continueTrace,
+  injectTrace,
+  newSpanId,
+  newTraceId,
+  parseTraceparent,
+  parseTracestate,
+  type TraceContext,
+  traceFields,
+  type Traceparent,
+  traceparentOf,
+  TRACESTATE_MAX,
+} from "./trace.ts";
 export {
   abortable,
   type Clock,

@@ -7,6 +7,7 @@ import type { AuthContext } from "../auth/authenticate.ts";
 import type { Database } from "../core/db.ts";
 import type { Env } from "../core/env.ts";
 import type { Logger } from "../core/log.ts";
+import { continueTrace, type TraceContext, traceFields } from "../core/trace.ts";
 import { clientIp } from "../resilience/rate_limit/client_ip.ts";
 
 /** What every handler receives. */
@@ -15,7 +16,14 @@ export interface HandlerContext {
   auth: AuthContext;
   requestId: string;
   env: Env;
+  /** The function's logger; every line carries the request's traceId and spanId. */
   log: Logger;
+  /**
+   * This request's span (W3C Trace Context): the caller's `traceparent` continued,
+   * or a new trace. Pass it on: `outboundFetch(url, init, { trace })`,
+   * `enqueue(sql, job, payload, { trace })`.
+   */
+  readonly trace: TraceContext;
   /**
    * The caller's IP: the configured trusted header's value, else the connection's
    * peer, else "unknown" (see client_ip.ts); never an unvetted client-supplied hop.
@@ -53,6 +61,21 @@ export interface RequestState {
   /** For the logs: the action named and the auth mode that matched. */
   action?: string;
   auth?: string;
+  /** The request's span, made on first use (see {@link requestTrace}). */
+  trace?: TraceContext;
+}
+
+/**
+ * The request's span: the incoming `traceparent`/`tracestate` continued, or a new
+ * trace. Made on first use (a log line, an outbound call), so a request that needs
+ * none pays nothing.
+ */
+export function requestTrace(state: RequestState): TraceContext {
+  if (state.trace) return state.trace;
+  const { headers } = state.req;
+  const parent = headers.get("traceparent");
+  // tracestate means nothing without a traceparent: not even read then.
+  return state.trace = continueTrace(parent, parent ? headers.get("tracestate") : null);
 }
 
 /** What a context needs from the function: its env, log, database and runtime hooks. */
@@ -73,18 +96,25 @@ export class RequestContext implements HandlerContext {
   readonly requestId: string;
   readonly params: Record<string, string>;
   readonly env: Env;
-  readonly log: Logger;
   readonly db: Database;
   readonly waitUntil: (promise: Promise<unknown>) => void;
+  readonly #baseLog: Logger;
+  #log: Logger | undefined;
 
   constructor(private readonly state: RequestState, readonly auth: AuthContext, deps: ContextDeps) {
     this.req = state.req;
     this.requestId = state.requestId;
     this.params = state.params;
     this.env = deps.env;
-    this.log = deps.log;
+    this.#baseLog = deps.log;
     this.db = deps.db;
     this.waitUntil = deps.waitUntil;
+  }
+  get log(): Logger {
+    return this.#log ??= this.#baseLog.child(traceFields(requestTrace(this.state)));
+  }
+  get trace(): TraceContext {
+    return requestTrace(this.state);
   }
   get clientIp(): string {
     return clientIp(this.req, this.env.clientIp, this.state.info?.remoteAddr?.hostname);

@@ -23,6 +23,7 @@ import type { AuthMode } from "../auth/authenticate.ts";
 import { createDatabase, type Database } from "../core/db.ts";
 import { type Env, readEnv } from "../core/env.ts";
 import { createLogger, errorFields, type Logger } from "../core/log.ts";
+import { otlpExporter, type SpanExporter } from "../core/otlp.ts";
 import { createReadiness, postgresCheck, type ReadinessCheck } from "../core/readiness.ts";
 import { defaultWaitUntil } from "../core/runtime.ts";
 import type { Clock } from "../core/time.ts";
@@ -66,6 +67,8 @@ export interface FunctionDeps {
   /** Declared rate limits are enforced in Postgres (one statement per decision); null: off. */
   rateLimiter: RateLimiter | null;
   waitUntil: (promise: Promise<unknown>) => void;
+  /** Span export (OTLP), when `OTEL_EXPORTER_OTLP_ENDPOINT` is set; null: off. */
+  spans: SpanExporter | null;
 }
 
 /** A deployable function: `export default defineFunction(...)`. */
@@ -153,6 +156,11 @@ function resolveDeps(name: string, overrides: Partial<FunctionDeps>) {
       ? createRateLimiter(db)
       : overrides.rateLimiter,
     waitUntil: overrides.waitUntil ?? defaultWaitUntil(log),
+    spans: overrides.spans !== undefined
+      ? overrides.spans
+      : env.otlpEndpoint
+      ? otlpExporter(env.otlpEndpoint, name, log)
+      : null,
   };
   return { deps, envError };
 }

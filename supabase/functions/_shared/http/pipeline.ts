@@ -6,8 +6,10 @@
 import { type AuthMode, hasCredential, missingCredentials } from "../auth/authenticate.ts";
 import type { HealthBody } from "../core/readiness.ts";
 import { errorFields } from "../core/log.ts";
+import type { SpanExporter } from "../core/otlp.ts";
 import { type CorsPolicy, preflightHeaders, withCors } from "./cors.ts";
-import type { RequestState, ServeInfo } from "./context.ts";
+import { type RequestState, requestTrace, type ServeInfo } from "./context.ts";
+import { traceFields } from "../core/trace.ts";
 import { healthResponse, LIVE } from "./health.ts";
 import { type Endpoint, invoke, type InvokeDeps } from "./invoke.ts";
 import { HttpError, problemResponse, toHttpError } from "./problem.ts";
@@ -36,6 +38,8 @@ export interface Pipeline extends InvokeDeps {
   envError: unknown;
   onError: ErrorHandler | undefined;
   accessLog: boolean;
+  /** Span export, when configured. */
+  spans: SpanExporter | null;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -43,6 +47,7 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 /** Serves one request. */
 export async function handle(p: Pipeline, req: Request, info?: ServeInfo): Promise<Response> {
   const started = p.accessLog ? performance.now() : 0;
+  const startedAt = p.spans ? Date.now() : 0;
   const given = req.headers.get("x-request-id");
   const requestId = given && REQUEST_ID.test(given) ? given : crypto.randomUUID();
   const origin = req.headers.get("origin");
@@ -78,12 +83,29 @@ export async function handle(p: Pipeline, req: Request, info?: ServeInfo): Promi
     const durationMs = Math.round((performance.now() - started) * 100) / 100;
     p.log.info("request", {
       requestId,
+      ...traceFields(requestTrace(state)),
       method,
       path: state.path,
       ...noted(state),
       status: res.status,
       durationMs,
     });
+  }
+  if (p.spans) {
+    const flushed = p.spans.record({
+      trace: requestTrace(state),
+      name: `${req.method} ${state.path || "/"}`,
+      kind: "server",
+      startMs: startedAt,
+      endMs: Date.now(),
+      ...(res.status >= 500 ? { error: `status ${res.status}` } : {}),
+      attributes: {
+        "http.request.method": req.method,
+        "http.response.status_code": res.status,
+        "url.path": state.path || "/",
+      },
+    });
+    if (flushed) p.waitUntil(flushed);
   }
   return res;
 }
@@ -124,13 +146,18 @@ function answerError(p: Pipeline, state: RequestState, thrown: unknown): Respons
   try {
     custom = p.onError?.(thrown, state);
   } catch (failure) {
-    p.log.error("onError failed", { requestId: state.requestId, ...errorFields(failure) });
+    p.log.error("onError failed", {
+      requestId: state.requestId,
+      ...traceFields(requestTrace(state)),
+      ...errorFields(failure),
+    });
   }
   if (custom instanceof Response) return custom;
   const error = custom instanceof HttpError ? custom : toHttpError(thrown);
   if (error.status >= 500) {
     p.log.error("request failed", {
       requestId: state.requestId,
+      ...traceFields(requestTrace(state)),
       path: state.path,
       ...noted(state),
       ...errorFields(error.cause ?? thrown),

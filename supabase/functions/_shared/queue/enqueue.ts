@@ -11,6 +11,7 @@
 import type { Sql } from "npm:postgres@3";
 import type { z } from "npm:zod@4";
 import { fieldErrors } from "../core/json_pointer.ts";
+import { type TraceContext, traceparentOf } from "../core/trace.ts";
 import { JobPayloadError, PayloadTooLargeError, QueueOptionsError } from "./errors.ts";
 import { JOB_DEFAULTS, type JobDefinition, QUEUE_NAME } from "./job.ts";
 
@@ -26,6 +27,11 @@ export interface EnqueueOptions {
   /** While a job with this key is live in the queue, enqueueing again returns its id. */
   dedupeKey?: string;
   queue?: string;
+  /**
+   * The span that enqueues (`ctx.trace` in a handler or job): stored with the job,
+   * so its runs log under the same trace id with their own span ids.
+   */
+  trace?: TraceContext;
 }
 
 /** Anything that can run a tagged query: the pool, a reserved connection or a transaction. */
@@ -97,7 +103,7 @@ export function jobRow(def: JobDefinition, payload: unknown, options: EnqueueOpt
   // caught only there, and enqueueMany maps that error to the same type.
   const bytes = overLimit(JSON.stringify(payload));
   if (bytes !== null) throw new PayloadTooLargeError(bytes, MAX_PAYLOAD_BYTES);
-  return {
+  const row = {
     job_type: def.type,
     payload,
     run_at: runAt?.toISOString() ?? null,
@@ -106,6 +112,10 @@ export function jobRow(def: JobDefinition, payload: unknown, options: EnqueueOpt
     dedupe_key: key ?? null,
     queue_name: queue,
   };
+  // Only traced jobs carry the keys: an untraced batch stays as small as before.
+  const trace = options.trace;
+  if (trace === undefined) return row;
+  return { ...row, traceparent: traceparentOf(trace), tracestate: trace.tracestate ?? null };
 }
 
 /** Enqueues one job; returns its id (or the live duplicate's id with a dedupeKey). */

@@ -84,3 +84,22 @@ export class PayloadTooLargeError extends LayerError {
     );
   }
 }
+
+/**
+ * The abort reason of a worker whose runtime announced its end (`beforeunload`):
+ * it stops claiming and hands back what it holds. `reason` is the runtime's.
+ */
+export class WorkerUnloadError extends Error {
+  constructor(readonly reason: string) {
+    super(`the runtime is ending this worker (${reason})`);
+    this.name = "WorkerUnloadError";
+  }
+  /**
+   * CPU and memory limits may be the running jobs' own doing: their attempts are
+   * spent, so a job that always exhausts the worker ends in dead letters instead
+   * of looping. Wall clock, early drop and termination are not theirs.
+   */
+  get chargesRunningJobs(): boolean {
+    return this.reason === "cpu" || this.reason === "memory";
+  }
+}

@@ -11,6 +11,8 @@
  * });
  */
 import type { z } from "npm:zod@4";
+import type { Logger } from "../core/log.ts";
+import type { TraceContext } from "../core/trace.ts";
 
 /**
  * How long a failed job waits before try n + 1. Either capped exponential
@@ -35,6 +37,13 @@ export interface JobContext {
   signal: AbortSignal;
   /** Pushes this job's lease `ms` into the future; false if the lease was lost. */
   extendLease(ms: number): Promise<boolean>;
+  /**
+   * This run's span: the trace of whoever enqueued the job (`enqueue(..., { trace })`)
+   * with a new span id, or a new trace. Pass it to `outboundFetch` and `enqueue`.
+   */
+  readonly trace: TraceContext;
+  /** The worker's logger with jobId, jobType, attempt, traceId, spanId and parentSpanId. */
+  readonly log: Logger;
 }
 
 /** A job type. Use {@link defineJob} for payload type inference. */

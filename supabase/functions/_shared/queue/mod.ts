@@ -17,6 +17,7 @@ export {
   PermanentJobError,
   QueueOptionsError,
   WorkerBudgetError,
+  WorkerUnloadError,
 } from "./errors.ts";
 export {
   type BackoffPolicy,
@@ -30,5 +31,6 @@ export {
 } from "./job.ts";
 export { effectiveMaxAttempts, retryWindow, WEBHOOK_RETRY_SCHEDULE_MS } from "./retry_policy.ts";
 export { type ClaimedJob, type JobOutcome, runJob } from "./run_job.ts";
+export { leaseMsFor } from "./lease.ts";
 export { runWorker, type StopReason, type WorkerOptions, type WorkerSummary } from "./worker.ts";
 export * from "./jobs/mod.ts";

@@ -7,8 +7,11 @@
 import { describeError, isInstance, safeGet } from "../core/errors.ts";
 import { plainPath } from "../core/json_pointer.ts";
 import { withTimeout } from "../core/time.ts";
+import { createLogger, type Logger } from "../core/log.ts";
+import { continueTrace, type TraceContext, traceFields } from "../core/trace.ts";
+import type { SpanExporter } from "../core/otlp.ts";
 import { DeferJobError, JobTimeoutError, PermanentJobError, WorkerBudgetError } from "./errors.ts";
-import { JOB_DEFAULTS, type JobDefinition, type JobRegistry } from "./job.ts";
+import { JOB_DEFAULTS, type JobContext, type JobDefinition, type JobRegistry } from "./job.ts";
 import { effectiveMaxAttempts } from "./retry_policy.ts";
 
 /** A job as `queue.claim` / `queue.ack_and_claim` return it. */
@@ -20,6 +23,9 @@ export interface ClaimedJob {
   max_attempts: number;
   lease_token: string;
   lease_until: string;
+  /** The enqueuing span's W3C traceparent, if it was traced. */
+  traceparent?: string | null;
+  tracestate?: string | null;
 }
 
 /** Why a job went back to the queue without spending its attempt. */
@@ -43,6 +49,10 @@ export interface RunJobOptions {
   extendLease(ms: number): Promise<boolean>;
   /** What is left of the worker's budget for this run; caps the job's own timeout. */
   budgetMs?: number;
+  /** The worker's logger; the handler's `ctx.log` is its child (default: console). */
+  log?: Logger;
+  /** Span export: one consumer span per run, when configured. */
+  spans?: SpanExporter;
 }
 
 /** Deferrals wait at least this long: a zero delay would make a drain spin on one job. */
@@ -60,18 +70,32 @@ export async function runJob(
   registry: JobRegistry,
   options: RunJobOptions,
 ): Promise<JobOutcome> {
+  const startMs = options.spans ? Date.now() : 0;
+  const span = new RunTrace(job, options.log);
+  let outcome: JobOutcome;
   try {
-    return await run(job, registry, options);
+    outcome = await run(job, registry, options, span);
   } catch (error) {
     // Only a bug of our own gets here; the job is retried rather than lost.
-    return { kind: "retry", error: describeError(error) };
+    outcome = { kind: "retry", error: describeError(error) };
   }
+  options.spans?.record({
+    trace: span.trace,
+    name: `job ${job.job_type}`,
+    kind: "consumer",
+    startMs,
+    endMs: Date.now(),
+    ...("error" in outcome && outcome.kind !== "defer" ? { error: outcome.error } : {}),
+    attributes: { "job.id": job.id, "job.attempt": job.attempts, "job.outcome": outcome.kind },
+  });
+  return outcome;
 }
 
 async function run(
   job: ClaimedJob,
   registry: JobRegistry,
   options: RunJobOptions,
+  span: RunTrace,
 ): Promise<JobOutcome> {
   const def = registry.get(job.job_type);
   if (!def) {
@@ -86,6 +110,7 @@ async function run(
     const issues = parsed.error.issues.map((i) => `${plainPath(i.path)}: ${i.message}`);
     return { kind: "dead", reason: "invalid_payload", error: issues.join("; ").slice(0, 2000) };
   }
+  const ctx = jobContext(job, def, options, span);
   const ownMs = timeoutOf(def);
   const byBudget = options.budgetMs !== undefined && options.budgetMs < ownMs;
   const limitMs = byBudget ? Math.max(0, Math.floor(options.budgetMs!)) : ownMs;
@@ -94,16 +119,7 @@ async function run(
   let cutOff = false;
   try {
     await withTimeout(
-      (signal) =>
-        def.handler(parsed.data, {
-          id: job.id,
-          type: job.job_type,
-          attempt: job.attempts,
-          leaseToken: job.lease_token,
-          maxAttempts: effectiveMaxAttempts(job.max_attempts, def),
-          signal,
-          extendLease: options.extendLease,
-        }),
+      (signal) => def.handler(parsed.data, ctx(signal)),
       limitMs,
       () => {
         cutOff = true;
@@ -111,6 +127,9 @@ async function run(
       },
       options.stop,
     );
+    // A traced job says it ran, so the logs follow a request through every job it
+    // caused; untraced jobs stay silent (a drain may complete thousands a second).
+    if (job.traceparent) span.log.info("job done");
     return { kind: "done" };
   } catch (error) {
     if (cutOff && byBudget) {
@@ -126,6 +145,48 @@ async function run(
     }
     return classify(error);
   }
+}
+
+/** A run's span and logger, made on first use: a job that neither logs nor calls out pays nothing. */
+class RunTrace {
+  #trace: TraceContext | undefined;
+  #log: Logger | undefined;
+  constructor(readonly job: ClaimedJob, readonly base: Logger | undefined) {}
+  get trace(): TraceContext {
+    return this.#trace ??= continueTrace(this.job.traceparent, this.job.tracestate);
+  }
+  get log(): Logger {
+    return this.#log ??= (this.base ?? createLogger("info", { component: "queue-worker" })).child({
+      jobId: this.job.id,
+      jobType: this.job.job_type,
+      attempt: this.job.attempts,
+      ...traceFields(this.trace),
+    });
+  }
+}
+
+/** The handler's context. */
+function jobContext(
+  job: ClaimedJob,
+  def: JobDefinition,
+  options: RunJobOptions,
+  span: RunTrace,
+): (signal: AbortSignal) => JobContext {
+  return (signal) => ({
+    id: job.id,
+    type: job.job_type,
+    attempt: job.attempts,
+    leaseToken: job.lease_token,
+    maxAttempts: effectiveMaxAttempts(job.max_attempts, def),
+    signal,
+    extendLease: options.extendLease,
+    get trace() {
+      return span.trace;
+    },
+    get log() {
+      return span.log;
+    },
+  });
 }
 
 function classify(error: unknown): JobOutcome {

@@ -29,7 +29,11 @@ export interface FailResult {
   reason: string | null;
 }
 
-/** Acknowledges `done` (id/token pairs) and claims up to `maxJobs`, in one round trip. */
+/**
+ * Acknowledges `done` (id/token pairs) and claims up to `maxJobs`, in one round
+ * trip. `leaseByType` (`{"<type>": seconds}` as JSON) leases each job for its own
+ * type; other types get `leaseSeconds`.
+ */
 export async function ackAndClaim(
   sql: Sql,
   done: { ids: number[]; tokens: string[] },
@@ -38,10 +42,11 @@ export async function ackAndClaim(
   leaseSeconds: number,
   worker: string,
   reclaim = true,
+  leaseByType: string | null = null,
 ): Promise<{ acked: number; jobs: ClaimedJob[] }> {
   const [row] = await sql<{ acked: number; jobs: ClaimedJob[] }[]>`
     select acked, jobs from queue.ack_and_claim(${done.ids}::bigint[], ${done.tokens}::uuid[],
-      ${queue}, ${maxJobs}, ${leaseSeconds}, ${worker}, ${reclaim})`;
+      ${queue}, ${maxJobs}, ${leaseSeconds}, ${worker}, ${reclaim}, ${leaseByType}::text::jsonb)`;
   return row!;
 }
 
@@ -104,4 +109,16 @@ export async function extendLease(
   const rows = await sql`
     select id from queue.extend_lease(${[id]}::bigint[], ${[token]}::uuid[], ${ms / 1000})`;
   return rows.length === 1;
+}
+
+/** Extends the leases of id/token pairs by `ms`; returns the ids that still held theirs. */
+export async function extendLeases(
+  sql: Sql,
+  jobs: { ids: number[]; tokens: string[] },
+  ms: number,
+): Promise<Set<number>> {
+  if (jobs.ids.length === 0) return new Set();
+  const rows = await sql<{ id: string }[]>`
+    select id from queue.extend_lease(${jobs.ids}::bigint[], ${jobs.tokens}::uuid[], ${ms / 1000})`;
+  return new Set(rows.map((r) => Number(r.id)));
 }

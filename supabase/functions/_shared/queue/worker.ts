@@ -21,10 +21,13 @@
  * const summary = await runWorker({ sql, registry, budgetMs: 50_000 });
  */
 import type { Sql } from "npm:postgres@3";
-import { describeError } from "../core/errors.ts";
+import { describeError, isInstance } from "../core/errors.ts";
 import { createLogger, type Logger } from "../core/log.ts";
 import type { Clock } from "../core/time.ts";
+import type { SpanExporter } from "../core/otlp.ts";
+import { WorkerUnloadError } from "./errors.ts";
 import { JOB_DEFAULTS, type JobRegistry } from "./job.ts";
+import { leaseMarginMs, type LeasePlan, leasePlan } from "./lease.ts";
 import { effectiveMaxAttempts, retryWindow } from "./retry_policy.ts";
 import {
   type ClaimedJob,
@@ -33,7 +36,14 @@ import {
   runJob,
   timeoutOf,
 } from "./run_job.ts";
-import { ackAndClaim, completeJobs, extendLease, type FailedJob, failJobs } from "./sql.ts";
+import {
+  ackAndClaim,
+  completeJobs,
+  extendLease,
+  extendLeases,
+  type FailedJob,
+  failJobs,
+} from "./sql.ts";
 import { type HandBack, handBackJobs, logFailures } from "./worker_report.ts";
 
 /** Options of {@link runWorker}. */
@@ -45,7 +55,10 @@ export interface WorkerOptions {
   concurrency?: number;
   /** Jobs claimed per round trip (default 2 x concurrency). */
   batchSize?: number;
-  /** Lease per claim; default covers a full batch at the longest timeout, plus 10 s. */
+  /**
+   * One lease for every job. Default: each job's own timeout plus a margin
+   * (lease.ts), renewed before a start if the job waited long for a slot.
+   */
   leaseMs?: number;
   /** Wall-clock budget (default: none). */
   budgetMs?: number;
@@ -59,6 +72,8 @@ export interface WorkerOptions {
   now?: Clock;
   /** Retries, dead letters and hand-backs are logged here, one line per job (default: console). */
   log?: Logger;
+  /** Span export: a span per run, flushed when the run ends. */
+  spans?: SpanExporter;
 }
 
 /** Why a worker stopped claiming: the drain found nothing runnable, or it had to stop. */
@@ -108,7 +123,13 @@ class WorkerLoop {
   readonly #batchSize: number;
   /** Jobs held at most: the batch running and the next claim in flight. */
   readonly #capacity: number;
-  readonly #leaseMs: number;
+  /** The lease of every job (`leaseMs`), or null: each type's own (`#leases`). */
+  readonly #leaseMs: number | null;
+  readonly #leases: LeasePlan;
+  /** Local instant each waiting job's lease ends (claim sent + its lease): no clock skew. */
+  readonly #leaseEnds = new Map<number, number>();
+  /** Waiting jobs whose lease no longer covers a run: renewed before they start. */
+  #renew: ClaimedJob[] = [];
   /** Handlers must have ended by then; a claim or a start needs a reserve's worth left. */
   readonly #jobsEnd: number;
   readonly #reserveMs: number;
@@ -153,13 +174,11 @@ class WorkerLoop {
     this.#queue = options.queue ?? JOB_DEFAULTS.queue;
     this.#concurrency = Math.max(1, options.concurrency ?? 10);
     this.#batchSize = Math.max(1, options.batchSize ?? this.#concurrency * 2);
-    const timeouts = [...options.registry.values()].map(timeoutOf);
-    const maxTimeout = timeouts.length ? Math.max(...timeouts) : timeoutOf(undefined);
     // Up to two batches are held: the next claim (with the previous acks) is in
     // flight while the current batch runs, so the database and handlers overlap.
     this.#capacity = this.#batchSize * 2;
-    this.#leaseMs = options.leaseMs ??
-      maxTimeout * Math.ceil(this.#capacity / this.#concurrency) + 10_000;
+    this.#leaseMs = options.leaseMs ?? null;
+    this.#leases = leasePlan(options.registry);
     const deadline = this.#started + (options.budgetMs ?? Infinity);
     this.#reserveMs = options.budgetMs === undefined ? 0 : budgetReserveMs(options.budgetMs);
     this.#jobsEnd = deadline - this.#reserveMs;
@@ -171,6 +190,10 @@ class WorkerLoop {
     const { signal, sql } = this.#options;
     const onAbort = () => {
       this.#stop.abort(signal?.reason);
+      // Hand back what has not started now, not once the running jobs end: the
+      // runtime may end the isolate before a handler that ignores its signal does.
+      for (const job of this.#waiting.splice(0)) this.#notStarted(job, "shutdown");
+      for (const job of this.#renew.splice(0)) this.#notStarted(job, "shutdown");
       this.#wakeUp();
     };
     signal?.addEventListener("abort", onAbort, { once: true });
@@ -195,6 +218,7 @@ class WorkerLoop {
   /** One turn of the loop; false once it is over. */
   async #turn(): Promise<boolean> {
     await this.flushOutcomes();
+    if (this.#renew.length > 0) await this.#renewLeases();
     const stopReason = this.#stopReason();
     if (stopReason !== null && this.#summary.stoppedBy === "empty") {
       this.#summary.stoppedBy = stopReason;
@@ -208,7 +232,9 @@ class WorkerLoop {
     const idle = this.#held === 0;
     const acks = this.#acks.ids.length;
     if (
-      acks > 0 && (idle || acks >= this.#batchSize || this.#now() - this.#acksSince > 500)
+      acks > 0 &&
+      (idle || acks >= this.#batchSize || this.#now() - this.#acksSince > 500 ||
+        this.#stop.signal.aborted)
     ) {
       this.#summary.completed += await completeJobs(this.#options.sql, this.#takeAcks());
     }
@@ -248,7 +274,8 @@ class WorkerLoop {
     if (reclaim) this.#lastReclaim = this.#now();
     const notified = this.#notifications;
     const { sql } = this.#options;
-    const leaseSeconds = this.#leaseMs / 1000;
+    const leaseSeconds = (this.#leaseMs ?? this.#leases.defaultMs) / 1000;
+    const sent = this.#now();
     const got = await ackAndClaim(
       sql,
       this.#takeAcks(),
@@ -257,10 +284,14 @@ class WorkerLoop {
       leaseSeconds,
       this.#workerId,
       reclaim,
+      this.#leaseMs === null ? this.#leases.json : null,
     );
     this.#summary.completed += got.acked;
     this.#summary.claimed += got.jobs.length;
     if (got.jobs.length > 0) {
+      if (this.#leaseMs === null) {
+        for (const job of got.jobs) this.#leaseEnds.set(job.id, sent + this.#leaseOf(job));
+      }
       this.#waiting.push(...got.jobs);
       this.startJobs();
       return "claimed";
@@ -286,12 +317,20 @@ class WorkerLoop {
         this.#notStarted(job, "budget");
         continue;
       }
+      if (!this.#leaseCoversRun(job, left)) {
+        this.#renew.push(job);
+        this.#wakeUp();
+        continue;
+      }
+      this.#leaseEnds.delete(job.id);
       this.#running++;
       const { sql, registry } = this.#options;
       runJob(job, registry, {
         stop: this.#stop.signal,
         extendLease: (ms) => extendLease(sql, job.id, job.lease_token, ms),
         budgetMs: Number.isFinite(left) ? left : undefined,
+        log: this.#log,
+        spans: this.#options.spans,
       }).then(
         (outcome) => this.#ended(job, outcome),
         (error) => this.#ended(job, { kind: "retry", error: describeError(error) }),
@@ -342,6 +381,11 @@ class WorkerLoop {
         return;
       }
       case "release":
+        if (outcome.reason === "shutdown" && this.#chargesRunningJobs) {
+          // The runtime ran out of CPU or memory: the running jobs may be why.
+          this.#record(job, { kind: "retry", error: outcome.error });
+          return;
+        }
         this.#summary.cutOff[outcome.reason]++;
         this.#handBacks.push({ job, why: outcome.reason, delayMs: 0, error: outcome.error });
         return;
@@ -353,6 +397,7 @@ class WorkerLoop {
   }
 
   #notStarted(job: ClaimedJob, why: HandBackReason): void {
+    this.#leaseEnds.delete(job.id);
     this.#summary.notStarted[why]++;
     this.#handBacks.push({ job, why, delayMs: 0, error: null });
   }
@@ -384,13 +429,70 @@ class WorkerLoop {
     this.#summary.completed += await completeJobs(this.#options.sql, this.#takeAcks());
     const why = this.#stop.signal.aborted ? "shutdown" : "budget";
     for (const job of this.#waiting.splice(0)) this.#notStarted(job, why);
+    for (const job of this.#renew.splice(0)) this.#notStarted(job, why);
     await this.flushOutcomes();
+    await this.#options.spans?.flush();
     this.#summary.durationMs = this.#now() - this.#started;
   }
 
   /** Jobs claimed and not yet ended. */
   get #held(): number {
-    return this.#waiting.length + this.#running;
+    return this.#waiting.length + this.#renew.length + this.#running;
+  }
+
+  get #chargesRunningJobs(): boolean {
+    const reason: unknown = this.#stop.signal.reason;
+    return isInstance(reason, WorkerUnloadError) && reason.chargesRunningJobs;
+  }
+
+  #leaseOf(job: ClaimedJob): number {
+    return this.#leases.byType.get(job.job_type) ?? this.#leases.defaultMs;
+  }
+
+  /**
+   * True when the job's lease outlasts its run (its timeout, capped by the
+   * budget left) plus half the margin for the acknowledgement. A caller-chosen
+   * `leaseMs` is taken as is.
+   */
+  #leaseCoversRun(job: ClaimedJob, budgetLeftMs: number): boolean {
+    const end = this.#leaseEnds.get(job.id);
+    if (this.#leaseMs !== null || end === undefined) return true;
+    const timeout = timeoutOf(this.#options.registry.get(job.job_type));
+    const run = Math.min(timeout, budgetLeftMs);
+    return end - this.#now() >= run + leaseMarginMs(timeout) / 2;
+  }
+
+  /**
+   * Renews the leases of jobs that waited too long for a slot (one statement per
+   * lease length), then starts them; a job whose lease was lost meanwhile belongs
+   * to another worker now and is dropped.
+   */
+  async #renewLeases(): Promise<void> {
+    const jobs = this.#renew;
+    this.#renew = [];
+    const byLease = Map.groupBy(jobs, (job) => this.#leaseOf(job));
+    const kept: ClaimedJob[] = [];
+    for (const [ms, group] of byLease) {
+      const sent = this.#now();
+      const held = await extendLeases(this.#options.sql, {
+        ids: group.map((j) => j.id),
+        tokens: group.map((j) => j.lease_token),
+      }, ms);
+      for (const job of group) {
+        if (held.has(job.id)) {
+          this.#leaseEnds.set(job.id, sent + ms);
+          kept.push(job);
+        } else {
+          this.#leaseEnds.delete(job.id);
+          this.#log.warn("job lease lost before it started", {
+            jobId: job.id,
+            jobType: job.job_type,
+          });
+        }
+      }
+    }
+    this.#waiting.unshift(...kept.sort((a, b) => jobs.indexOf(a) - jobs.indexOf(b)));
+    this.startJobs();
   }
 
   get #outcomesPending(): boolean {

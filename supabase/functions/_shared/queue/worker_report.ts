@@ -6,6 +6,7 @@
  */
 import type { Sql } from "npm:postgres@3";
 import type { Logger } from "../core/log.ts";
+import { parseTraceparent } from "../core/trace.ts";
 import { type FailedJob, type FailResult, releaseJobs } from "./sql.ts";
 import type { ClaimedJob, HandBackReason } from "./run_job.ts";
 
@@ -16,6 +17,12 @@ export interface HandBack {
   delayMs: number;
   /** What stopped it, if it started. */
   error: string | null;
+}
+
+/** The trace a job was enqueued under, for its log lines (nothing for untraced jobs). */
+export function jobTraceFields(job: ClaimedJob): { traceId?: string; parentSpanId?: string } {
+  const parent = parseTraceparent(job.traceparent);
+  return parent ? { traceId: parent.traceId, parentSpanId: parent.parentId } : {};
 }
 
 /** One line per job `queue.fail` retried or buried: id, type, attempt, reason, error. */
@@ -33,6 +40,7 @@ export function logFailures(
       jobType: f.job.job_type,
       attempt: f.job.attempts,
       maxAttempts: f.maxAttempts,
+      ...jobTraceFields(f.job),
       error: f.error,
     };
     if (r.outcome === "retried") {
@@ -73,6 +81,7 @@ export async function handBackJobs(
         jobId: h.job.id,
         jobType: h.job.job_type,
         attempt: h.job.attempts,
+        ...jobTraceFields(h.job),
         reason: h.why,
         ...(h.why === "deferred" ? { delayMs: h.delayMs } : {}),
         error: h.error,

@@ -14,6 +14,7 @@
 import { BreakerTimeoutError, CircuitOpenError } from "./breaker/errors.ts";
 import type { CircuitBreaker } from "./breaker/circuit_breaker.ts";
 import { deadlines, isDeadlineReason, sleep } from "../core/time.ts";
+import { injectTrace, type TraceContext } from "../core/trace.ts";
 
 /** Options of {@link outboundFetch}. */
 export interface OutboundOptions {
@@ -29,6 +30,11 @@ export interface OutboundOptions {
   retryNonIdempotent?: boolean;
   /** A `Retry-After` longer than this is not waited for: the response is returned (default 30 s). */
   maxRetryAfterMs?: number;
+  /**
+   * The span this call belongs to (`ctx.trace` in a handler or a job): sent as
+   * `traceparent`/`tracestate` unless `init.headers` already has a traceparent.
+   */
+  trace?: TraceContext;
   /** The caller's cancellation (e.g. the incoming request's signal); never retried. */
   signal?: AbortSignal;
   fetch?: typeof fetch;
@@ -55,6 +61,11 @@ export async function outboundFetch(
   init: RequestInit = {},
   options: OutboundOptions = {},
 ): Promise<Response> {
+  if (options.trace) {
+    const headers = new Headers(init.headers);
+    injectTrace(headers, options.trace);
+    init = { ...init, headers };
+  }
   const doFetch = options.fetch ?? globalThis.fetch;
   const timeoutMs = options.timeoutMs ?? 10_000;
   const method = (init.method ?? "GET").toUpperCase();

@@ -5,9 +5,11 @@
  * (yet) is retried too. Other 4xx and 3xx (redirects are not followed: they
  * could point inside): dead-lettered. Private targets: refused (`ssrf_blocked`).
  * Headers that cannot or must not be sent fail the schema (`invalid_payload`).
+ * A job enqueued with a trace sends its run's `traceparent` (and `tracestate`).
  */
 import { z } from "npm:zod@4";
 import type { Clock } from "../../core/time.ts";
+import { injectTrace } from "../../core/trace.ts";
 import { BreakerRegistry } from "../../resilience/breaker/registry.ts";
 import { CircuitOpenError } from "../../resilience/breaker/errors.ts";
 import { DeferJobError, PermanentJobError } from "../errors.ts";
@@ -86,10 +88,13 @@ export function webhookDeliverJob(deps: WebhookDeps = {}): JobDefinition {
     timeoutMs: deps.timeoutMs ?? 15_000,
     maxAttempts: 8,
     backoff: { scheduleMs: WEBHOOK_RETRY_SCHEDULE_MS },
-    handler: async (p, { signal }) => {
+    handler: async (p, { signal, trace }) => {
       const url = new URL(p.url);
       await assertPublicUrl(url, deps, signal);
       const headers = new Headers(p.headers);
+      // The receiver continues the trace of whoever enqueued the delivery. An
+      // untraced delivery sends nothing of ours: a fresh id would lead nowhere.
+      if (trace.parentSpanId !== undefined) injectTrace(headers, trace);
       let body: string | undefined;
       if (p.body !== undefined && p.method !== "GET") {
         body = typeof p.body === "string" ? p.body : JSON.stringify(p.body);
