@@ -2,6 +2,7 @@
 import { defineFunction, readEnv } from "../_shared/mod.ts";
 import { jobDefinitions } from "./jobs.ts";
 import { queueWorkerSpec } from "./spec.ts";
+import { subscriptionDefinitions } from "./subscriptions.ts";
 
 // A bad environment is reported by defineFunction (500s with a logged reason);
 // here it only means no private webhook targets are allowed.
@@ -13,4 +14,9 @@ const allowHosts = (() => {
   }
 })();
 
-export default defineFunction(queueWorkerSpec({ jobs: jobDefinitions({ allowHosts }) }));
+export default defineFunction(
+  queueWorkerSpec({
+    jobs: jobDefinitions({ allowHosts }),
+    subscriptions: subscriptionDefinitions(),
+  }),
+);

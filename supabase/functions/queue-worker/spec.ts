@@ -4,21 +4,27 @@
  * a legacy service_role JWT. Body `{"wait"?, "budgetMs"?, "maxJobs"?}`.
  * By default it answers 202 at once and drains in the background
  * (EdgeRuntime.waitUntil); with `"wait": true` it answers 200 with a summary.
+ * Event subscriptions and projections (docs/events.md) are driven in the same
+ * budget, beside the jobs; their counts are the summary's `events`.
  */
 import { z } from "npm:zod@4";
 import {
+  type ConsumerDefinition,
   type FunctionSpec,
   type HandlerContext,
   type JobDefinition,
   jobRegistry,
   QUEUE_NAME,
   route,
+  runSubscriptions,
   runWorker,
 } from "../_shared/mod.ts";
 
 /** Options of {@link queueWorkerSpec}. */
 export interface QueueWorkerOptions {
   jobs: JobDefinition[];
+  /** Event subscriptions and projections to drive (see docs/events.md). */
+  subscriptions?: ConsumerDefinition[];
   queue?: string;
   concurrency?: number;
 }
@@ -39,9 +45,19 @@ const body = z.object({
 /** Builds the function spec around a set of job types. */
 export function queueWorkerSpec(options: QueueWorkerOptions): FunctionSpec {
   const registry = jobRegistry(options.jobs);
+  const subscriptions = options.subscriptions ?? [];
   const drain = async (ctx: HandlerContext, input: z.output<typeof body>) => {
+    const sql = await ctx.db.sql();
+    const events = subscriptions.length === 0 ? null : runSubscriptions({
+      sql,
+      subscriptions,
+      budgetMs: input.budgetMs,
+      log: ctx.log.child({ requestId: ctx.requestId }),
+    });
+    // Either loop failing must not leave the other's promise unobserved.
+    events?.catch(() => {});
     const summary = await runWorker({
-      sql: await ctx.db.sql(),
+      sql,
       registry,
       queue: input.queue ?? options.queue,
       concurrency: options.concurrency ?? 10,
@@ -51,6 +67,8 @@ export function queueWorkerSpec(options: QueueWorkerOptions): FunctionSpec {
     });
     // stoppedBy / notStarted / cutOff say why runnable jobs were left or handed back.
     ctx.log.info("queue drained", { requestId: ctx.requestId, ...summary });
+    const eventSummary = await events;
+    if (eventSummary) ctx.log.info("events drained", { requestId: ctx.requestId, ...eventSummary });
     return {
       claimed: summary.claimed,
       completed: summary.completed,
@@ -62,6 +80,7 @@ export function queueWorkerSpec(options: QueueWorkerOptions): FunctionSpec {
       cutOff: summary.cutOff,
       stoppedBy: summary.stoppedBy,
       durationMs: summary.durationMs,
+      ...(eventSummary ? { events: eventSummary } : {}),
     };
   };
   return {

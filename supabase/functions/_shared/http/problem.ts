@@ -10,6 +10,11 @@ import { AuthError } from "../auth/authenticate.ts";
 import { JwksUnavailableError } from "../auth/jwks.ts";
 import { DatabaseError, isConnectionError, sqlState } from "../core/db.ts";
 import { EnvError } from "../core/env.ts";
+import {
+  EventTooLargeError,
+  InvalidEventError,
+  WrongExpectedVersionError,
+} from "../events/errors.ts";
 import { LayerError } from "../core/errors.ts";
 import type { FieldError } from "../core/json_pointer.ts";
 import { JobPayloadError, PayloadTooLargeError } from "../queue/errors.ts";
@@ -214,6 +219,13 @@ const queueError: ErrorMapper = (e) => {
   return undefined;
 };
 
+/** Event log refusals: 409 `wrong_expected_version`, 422 `invalid_event`, 413 `event_too_large`. */
+const eventsError: ErrorMapper = (e) =>
+  e instanceof WrongExpectedVersionError || e instanceof InvalidEventError ||
+    e instanceof EventTooLargeError
+    ? new HttpError({ status: e.status, code: e.code, detail: e.message, cause: e })
+    : undefined;
+
 /** Every mapper, tried in order; the first answer wins. */
 const errorMappers: readonly ErrorMapper[] = [
   authError,
@@ -223,6 +235,7 @@ const errorMappers: readonly ErrorMapper[] = [
   circuitOpen,
   rateLimited,
   queueError,
+  eventsError,
   envError,
 ];
 
