@@ -4,7 +4,7 @@
  * loop) writes the outcome: acks, a nack, or a release.
  */
 import type { Sql } from "npm:postgres@3";
-import { describeError } from "../core/errors.ts";
+import { describeError, isInstance } from "../core/errors.ts";
 import { withTimeout } from "../core/time.ts";
 import { ackEvents, type ClaimedEvent } from "./sql.ts";
 import {
@@ -80,7 +80,8 @@ function failed(
   acked: boolean,
 ): StreamOutcome {
   const handled = events.slice(0, i).map((e) => e.position);
-  if (error instanceof EventHandlerTimeoutError && error.byBudget) {
+  // Any value may be thrown, a Proxy whose traps throw included: never `instanceof` it directly.
+  if (isInstance(error, EventHandlerTimeoutError) && error.byBudget) {
     return { kind: "stopped", handled, acked };
   }
   return {
@@ -151,7 +152,7 @@ export async function deliverToProjection(
     const f = failure as { at: number; error: unknown } | null;
     if (f === null) {
       // Lost lease (or the commit failed): nothing was applied; whoever holds it now redoes it.
-      if (error instanceof LeaseLostError) return { kind: "stopped", handled: [], acked: true };
+      if (isInstance(error, LeaseLostError)) return { kind: "stopped", handled: [], acked: true };
       throw error;
     }
     if (f.at > 0) {
