@@ -324,3 +324,36 @@ Deno.test("events worker: a worker killed mid-batch; its events come again and t
   assert.equal((await status(db.sql, "chaos-all")).lag, 0);
   await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("events worker: a projection rebuilt from history into a new table, then swapped behind a view", async () => {
+  await using db = await freshDatabase();
+  await db.sql`create table public.counts_v1 (stream text primary key, n int not null)`;
+  await db.sql`create table public.counts_v2 (stream text primary key, n int not null)`;
+  await db.sql`create view public.counts as select * from public.counts_v1`;
+  const into = (table: string) => (tx: postgres.TransactionSql, e: EventRecord) =>
+    tx.unsafe(
+      `insert into public.${table} as m values ($1, 1) on conflict (stream) do update set n = m.n + 1`,
+      [e.stream],
+    );
+  const v1 = defineProjection({ name: "counts", apply: into("counts_v1") });
+  await appendAll(db.sql, { "r-1": 3, "r-2": 2 });
+  await drain(db.sql, [v1]);
+  // v2 starts from the beginning while v1 keeps serving and new events arrive.
+  const v2 = defineProjection({
+    name: "counts-v2",
+    startAt: "beginning",
+    apply: into("counts_v2"),
+  });
+  await appendAll(db.sql, { "r-3": 4 });
+  await drain(db.sql, [v1, v2]);
+  assert.equal((await status(db.sql, "counts-v2")).lag, 0);
+  const read = async (table: string) =>
+    (await db.sql.unsafe(`select stream, n from public.${table} order by stream`)).map((r) => [
+      r.stream,
+      r.n,
+    ]);
+  assert.deepEqual(await read("counts_v2"), await read("counts_v1"));
+  await db.sql`create or replace view public.counts as select * from public.counts_v2`;
+  await db.sql`select events.unsubscribe('counts')`;
+  assert.deepEqual(await read("counts"), [["r-1", 3], ["r-2", 2], ["r-3", 4]]);
+});
