@@ -84,6 +84,7 @@ Deno.test("events chaos: 20,000 events, 200 streams, 3 subscriptions, workers ki
       killed.add(victim.id);
       // Recorded before the signal: anything it delivered is in the log already.
       victim.child.kill("SIGKILL");
+      victim.stdin.close().catch(() => {});
       nextKill++;
       start();
     }
