@@ -74,6 +74,14 @@ Deno.test("events ts: a wrong expectedVersion is WrongExpectedVersionError, answ
     assert.equal(res.status, 409);
     assert.equal((await res.json()).code, "wrong_expected_version");
   }
+  // The same refusal from SQL called directly is a 409 too.
+  const raw = await db.sql`select events.append('acct-1', 't', '{}', '{}', 5)`.then(
+    () => null,
+    (e: unknown) => e,
+  );
+  const rawRes = problemResponse(raw, "req-2");
+  assert.equal(rawRes.status, 409);
+  assert.equal((await rawRes.json()).code, "wrong_expected_version");
   // Two writers that read the same version: exactly one wins.
   const results = await Promise.allSettled(
     [1, 2].map((i) =>

@@ -112,7 +112,8 @@ const circuitOpen: ErrorMapper = (e) =>
  * Postgres errors: unreachable 503 (with Retry-After); the caller's own fault
  * 4xx: a value Postgres cannot take (class 22) or a broken data rule (class 23)
  * 422, a unique or exclusion conflict 409, a privilege the caller's role lacks
- * (42501) 403. Details name no table, column or SQL. Anything else: undefined (a 500).
+ * (42501) 403, a stream not at its expected version (P0409, the event log) 409.
+ * Details name no table, column or SQL. Anything else: undefined (a 500).
  */
 const postgresError: ErrorMapper = (e) => {
   if (isConnectionError(e)) return databaseUnavailable(e);
@@ -120,6 +121,10 @@ const postgresError: ErrorMapper = (e) => {
   if (state === null) return undefined;
   const caller = (status: number, code: string, detail: string) =>
     new HttpError({ status, code, detail, cause: e });
+  if (state === "P0409") {
+    // The event log's optimistic concurrency, raised by SQL called without appendEvents.
+    return caller(409, "wrong_expected_version", "The stream is not at the expected version.");
+  }
   if (state === "42501") {
     return caller(403, "insufficient_privilege", "The caller's role may not do this.");
   }
