@@ -26,7 +26,7 @@ interface ClaimRow {
 /** Creates or updates each subscription (filter); position and state are kept. */
 export async function subscribeAll(sql: Sql, defs: readonly ConsumerDefinition[]): Promise<void> {
   for (const d of defs) {
-    await sql`select events.subscribe(${d.name}, ${JSON.stringify(d.filter ?? {})}::jsonb,
+    await sql`select events.subscribe(${d.name}, ${JSON.stringify(d.filter ?? {})}::text::jsonb,
       ${d.startAt ?? "beginning"})`;
   }
 }
