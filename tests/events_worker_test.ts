@@ -44,7 +44,14 @@ async function appendAll(sql: Sql, streams: Record<string, number>): Promise<voi
 async function drain(sql: Sql, subscriptions: ConsumerDefinition[], extra = {}) {
   const total = { claimed: 0, handled: 0, retried: 0, deadLettered: 0, released: 0 };
   for (let round = 0; round < 100; round++) {
-    const s = await runSubscriptions({ sql, subscriptions, log: quiet as never, ...extra });
+    // A generous deadline that only fails the test (a worker that never drains would hang it).
+    const s = await runSubscriptions({
+      sql,
+      subscriptions,
+      log: quiet as never,
+      signal: AbortSignal.timeout(30_000),
+      ...extra,
+    });
     for (const k of Object.keys(total) as (keyof typeof total)[]) total[k] += s[k];
     if (s.claimed === 0) return total;
   }
