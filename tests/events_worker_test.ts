@@ -43,19 +43,20 @@ async function appendAll(sql: Sql, streams: Record<string, number>): Promise<voi
 /** Drains until a run makes no progress (retries are immediate with retryDelayMs 0). */
 async function drain(sql: Sql, subscriptions: ConsumerDefinition[], extra = {}) {
   const total = { claimed: 0, handled: 0, retried: 0, deadLettered: 0, released: 0 };
-  for (let round = 0; round < 100; round++) {
-    // A generous deadline that only fails the test (a worker that never drains would hang it).
+  // A generous deadline that only fails the test (a worker that never drains would hang it).
+  const signal = AbortSignal.timeout(30_000);
+  for (let round = 0; round < 100 && !signal.aborted; round++) {
     const s = await runSubscriptions({
       sql,
       subscriptions,
       log: quiet as never,
-      signal: AbortSignal.timeout(30_000),
+      signal,
       ...extra,
     });
     for (const k of Object.keys(total) as (keyof typeof total)[]) total[k] += s[k];
     if (s.claimed === 0) return total;
   }
-  throw new Error("drain made progress for 100 rounds");
+  throw new Error("drain did not finish (100 rounds or 30 s)");
 }
 
 const status = async (sql: Sql, name: string) =>
