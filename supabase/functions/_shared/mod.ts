@@ -1,6 +1,6 @@
 /**
  * The shared module's public surface: the one import for functions (HTTP, auth
- * types, queue, workflows, resilience). Each folder's own mod.ts lists its surface; moving
+ * types, queue, workflows, events, resilience). Each folder's own mod.ts lists its surface; moving
  * a file inside a folder touches nothing outside it.
  *
  * @example
@@ -9,6 +9,7 @@
 export * from "./http/mod.ts";
 export { type AuthContext, AuthError, type AuthMode, JwksUnavailableError } from "./auth/mod.ts";
 export * from "./core/mod.ts";
+export * from "./events/mod.ts";
 export * from "./queue/mod.ts";
 export * from "./resilience/mod.ts";
 export * from "./workflows/mod.ts";

@@ -2,9 +2,17 @@
  * `api`: the example function. Action routing (POST {"action","payload"}):
  * - `echo`       (user or publishable key) returns the message it was sent;
  * - `whoami`     (user) returns who the caller is;
- * - `notes.create` / `notes.list` (user) run as the caller under RLS;
+ * - `notes.create` / `notes.list` / `notes.update` / `notes.delete` (user) run as
+ *   the caller under RLS;
+ * - `notes.activity` (user) reads the caller's row of the `note_activity` read model;
  * - `checkout.start` / `checkout.status` (user) start the `order.checkout` saga
  *   and read the caller's own runs (docs/workflows.md).
+ *
+ * Events: the note commands append none themselves. The trigger on public.notes
+ * appends `notes.inserted|updated|deleted` in the writer's transaction for every
+ * writer (this function, supabase-js through PostgREST, SQL), so an append here
+ * would only duplicate it; and the log is service_role only, while these
+ * commands run as the user.
  */
 import { z } from "npm:zod@4";
 import {
@@ -26,6 +34,12 @@ const noteRow = (
   body: r.body,
   createdAt: r.created_at.toISOString(),
 });
+
+const noteId = z.number().int().min(1).max(Number.MAX_SAFE_INTEGER);
+
+/** RLS hides other users' notes, so "not yours" and "does not exist" are one answer. */
+const noteNotFound = () =>
+  new HttpError({ status: 404, code: "note_not_found", detail: "No such note." });
 
 /** The spec, exported so tests can build the function with their own env. */
 export const apiSpec: FunctionSpec = {
@@ -114,6 +128,44 @@ export const apiSpec: FunctionSpec = {
         }
         return row.status;
       },
+    }),
+
+    "notes.update": action({
+      rateLimit: { limit: 30, periodSeconds: 60, key: "user" },
+      input: z.object({ id: noteId, body: z.string().trim().min(1).max(10_000) }),
+      handler: ({ id, body }, { auth, db }) =>
+        db.asUser(auth, async (tx) => {
+          const [row] = await tx`
+            update public.notes set body = ${body} where id = ${id}
+            returning id, body, created_at`;
+          if (!row) throw noteNotFound();
+          return noteRow(row as Parameters<typeof noteRow>[0]);
+        }),
+    }),
+
+    "notes.delete": action({
+      rateLimit: { limit: 30, periodSeconds: 60, key: "user" },
+      input: z.object({ id: noteId }),
+      handler: ({ id }, { auth, db }) =>
+        db.asUser(auth, async (tx) => {
+          const [row] = await tx`delete from public.notes where id = ${id} returning id`;
+          if (!row) throw noteNotFound();
+          return { id, deleted: true };
+        }),
+    }),
+
+    "notes.activity": action({
+      input: z.object({}),
+      handler: (_input, { auth, db }) =>
+        db.asUser(auth, async (tx) => {
+          // The read model the note-activity projection keeps; RLS returns only the caller's row.
+          // It trails the notes by the projection's lag (eventually consistent).
+          const [row] = await tx`select notes_count, last_activity_at from public.note_activity`;
+          return {
+            notesCount: row ? Number(row.notes_count) : 0,
+            lastActivityAt: row ? (row.last_activity_at as Date).toISOString() : null,
+          };
+        }),
     }),
   },
 };

@@ -8,9 +8,12 @@
  * When the runtime announces the worker's end (`beforeunload`, any reason), the
  * drain stops claiming, acknowledges and fails what finished, and hands back
  * what it holds without spending attempts (docs/queue.md, "Surviving the platform").
+ * Event subscriptions and projections (docs/events.md) are driven in the same
+ * budget, beside the jobs; their counts are the summary's `events`.
  */
 import { z } from "npm:zod@4";
 import {
+  type ConsumerDefinition,
   type FunctionSpec,
   type HandlerContext,
   type JobDefinition,
@@ -19,6 +22,7 @@ import {
   otlpExporter,
   QUEUE_NAME,
   route,
+  runSubscriptions,
   runWorker,
   type Sql,
   WorkerUnloadError,
@@ -34,6 +38,8 @@ export interface QueueWorkerOptions {
    * when they need the database (it gets the worker's connection).
    */
   workflows?: WorkflowDefinition[] | ((sql: Sql) => WorkflowDefinition[]);
+  /** Event subscriptions and projections to drive (see docs/events.md). */
+  subscriptions?: ConsumerDefinition[];
   queue?: string;
   concurrency?: number;
 }
@@ -54,6 +60,7 @@ const body = z.object({
 /** Builds the function spec around a set of job types. */
 export function queueWorkerSpec(options: QueueWorkerOptions): FunctionSpec {
   const registry = jobRegistry(options.jobs);
+  const subscriptions = options.subscriptions ?? [];
   const drain = async (ctx: HandlerContext, input: z.output<typeof body>) => {
     const sql = await ctx.db.sql();
     const log = ctx.log.child({ requestId: ctx.requestId });
@@ -64,6 +71,15 @@ export function queueWorkerSpec(options: QueueWorkerOptions): FunctionSpec {
       ctx.log.warn("worker ending, handing jobs back", { requestId: ctx.requestId, reason });
       unload.abort(new WorkerUnloadError(reason));
     });
+    const events = subscriptions.length === 0 ? null : runSubscriptions({
+      sql,
+      subscriptions,
+      budgetMs: input.budgetMs,
+      signal: unload.signal,
+      log,
+    });
+    // Either loop failing must not leave the other's promise unobserved.
+    events?.catch(() => {});
     const summary = await runWorker({
       sql,
       registry: workflows.length === 0
@@ -81,6 +97,8 @@ export function queueWorkerSpec(options: QueueWorkerOptions): FunctionSpec {
     }).finally(unsubscribe);
     // stoppedBy / notStarted / cutOff say why runnable jobs were left or handed back.
     ctx.log.info("queue drained", { requestId: ctx.requestId, ...summary });
+    const eventSummary = await events;
+    if (eventSummary) ctx.log.info("events drained", { requestId: ctx.requestId, ...eventSummary });
     return {
       claimed: summary.claimed,
       completed: summary.completed,
@@ -92,6 +110,7 @@ export function queueWorkerSpec(options: QueueWorkerOptions): FunctionSpec {
       cutOff: summary.cutOff,
       stoppedBy: summary.stoppedBy,
       durationMs: summary.durationMs,
+      ...(eventSummary ? { events: eventSummary } : {}),
     };
   };
   return {

@@ -10,6 +10,11 @@ import { AuthError } from "../auth/authenticate.ts";
 import { JwksUnavailableError } from "../auth/jwks.ts";
 import { DatabaseError, isConnectionError, sqlState } from "../core/db.ts";
 import { EnvError } from "../core/env.ts";
+import {
+  EventTooLargeError,
+  InvalidEventError,
+  WrongExpectedVersionError,
+} from "../events/errors.ts";
 import { LayerError } from "../core/errors.ts";
 import type { FieldError } from "../core/json_pointer.ts";
 import { JobPayloadError, PayloadTooLargeError } from "../queue/errors.ts";
@@ -108,7 +113,8 @@ const circuitOpen: ErrorMapper = (e) =>
  * Postgres errors: unreachable 503 (with Retry-After); the caller's own fault
  * 4xx: a value Postgres cannot take (class 22) or a broken data rule (class 23)
  * 422, a unique or exclusion conflict 409, a privilege the caller's role lacks
- * (42501) 403. Details name no table, column or SQL. Anything else: undefined (a 500).
+ * (42501) 403, a stream not at its expected version (P0409, the event log) 409.
+ * Details name no table, column or SQL. Anything else: undefined (a 500).
  */
 const postgresError: ErrorMapper = (e) => {
   if (isConnectionError(e)) return databaseUnavailable(e);
@@ -116,6 +122,10 @@ const postgresError: ErrorMapper = (e) => {
   if (state === null) return undefined;
   const caller = (status: number, code: string, detail: string) =>
     new HttpError({ status, code, detail, cause: e });
+  if (state === "P0409") {
+    // The event log's optimistic concurrency, raised by SQL called without appendEvents.
+    return caller(409, "wrong_expected_version", "The stream is not at the expected version.");
+  }
   if (state === "42501") {
     return caller(403, "insufficient_privilege", "The caller's role may not do this.");
   }
@@ -221,6 +231,13 @@ const workflowError: ErrorMapper = (e) =>
     ? new HttpError({ status: 422, code: e.code, detail: e.message, errors: e.errors, cause: e })
     : undefined;
 
+/** Event log refusals: 409 `wrong_expected_version`, 422 `invalid_event`, 413 `event_too_large`. */
+const eventsError: ErrorMapper = (e) =>
+  e instanceof WrongExpectedVersionError || e instanceof InvalidEventError ||
+    e instanceof EventTooLargeError
+    ? new HttpError({ status: e.status, code: e.code, detail: e.message, cause: e })
+    : undefined;
+
 /** Every mapper, tried in order; the first answer wins. */
 const errorMappers: readonly ErrorMapper[] = [
   authError,
@@ -231,6 +248,7 @@ const errorMappers: readonly ErrorMapper[] = [
   rateLimited,
   queueError,
   workflowError,
+  eventsError,
   envError,
 ];
 

@@ -3,3 +3,4 @@ export { assertPublicUrl, DnsLookupError, type SsrfOptions } from "./ssrf.ts";
 export { isPrivateAddress } from "./private_address.ts";
 export { type Breaker, webhookDeliverJob, type WebhookDeps, webhookPayload } from "./webhook.ts";
 export { webhookHeaders } from "./webhook_headers.ts";
+export { webhookSigners, type WebhookSigningKeys } from "./webhook_signature.ts";

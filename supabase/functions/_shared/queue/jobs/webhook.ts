@@ -17,6 +17,7 @@ import { defineJob, type JobDefinition } from "../job.ts";
 import { WEBHOOK_RETRY_SCHEDULE_MS } from "../retry_policy.ts";
 import { assertPublicUrl, type SsrfOptions } from "./ssrf.ts";
 import { webhookHeaders } from "./webhook_headers.ts";
+import { signWebhook, webhookSigners, type WebhookSigningKeys } from "./webhook_signature.ts";
 
 /** Payload of `webhook.deliver`. */
 export const webhookPayload = z.object({
@@ -24,6 +25,8 @@ export const webhookPayload = z.object({
   method: z.enum(["POST", "PUT", "PATCH", "DELETE", "GET"]).default("POST"),
   headers: webhookHeaders.default({}),
   body: z.unknown().optional(),
+  /** Sign with this named key (Standard Webhooks) at send time; needs a `webhook-id` header. */
+  signWith: z.string().min(1).max(128).optional(),
 });
 
 /** A retryable delivery failure (5xx, 429). */
@@ -61,8 +64,10 @@ export interface WebhookDeps extends SsrfOptions {
   /** Breaker for a host; default: the shared circuit breaker, one per host (5 failures, 30 s). */
   breakerFor?: (host: string) => Breaker;
   timeoutMs?: number;
-  /** Clock of the default breakers (default: Date.now). */
+  /** Clock of the default breakers and of signatures (default: Date.now). */
   now?: Clock;
+  /** Named Standard Webhooks secrets for payloads with `signWith` (event webhook subscriptions). */
+  signingKeys?: WebhookSigningKeys;
 }
 
 /**
@@ -82,6 +87,8 @@ export function webhookDeliverJob(deps: WebhookDeps = {}): JobDefinition {
   const doFetch = deps.fetch ?? globalThis.fetch.bind(globalThis);
   const breakers = deps.breakerFor ? null : hostBreakers(deps.now ?? Date.now);
   const breakerFor = deps.breakerFor ?? ((host: string) => breakers!.get(host));
+  const signers = webhookSigners(deps.signingKeys ?? {});
+  const now = deps.now ?? Date.now;
   return defineJob({
     type: "webhook.deliver",
     schema: webhookPayload,
@@ -101,6 +108,18 @@ export function webhookDeliverJob(deps: WebhookDeps = {}): JobDefinition {
         if (!headers.has("content-type") && typeof p.body !== "string") {
           headers.set("content-type", "application/json");
         }
+      }
+      if (p.signWith !== undefined) {
+        const signer = signers.get(p.signWith);
+        if (!signer || !headers.has("webhook-id")) {
+          throw new PermanentJobError(
+            signer
+              ? "a signed webhook needs a webhook-id header"
+              : `no signing key "${p.signWith}"`,
+            { reason: "unsigned" },
+          );
+        }
+        signWebhook(signer, headers, body ?? "", new Date(now()));
       }
       const res = await breakerFor(url.host).execute(async (callSignal) => {
         const r = await doFetch(url, {

@@ -1,0 +1,188 @@
+/**
+ * The events chaos test (the issue's proof): 20,000 events over 200 streams,
+ * appended by concurrent writers in transactions of random length; three
+ * subscriptions (all events, type "a" only, a projection) driven by worker
+ * processes that are killed at points chosen by progress (deliveries counted),
+ * and replaced. Then, per subscription: every matching event was delivered;
+ * first deliveries kept each stream's order; every duplicate repeats a delivery
+ * made by a worker that was later killed; the projection's read model equals a
+ * recomputation from the log. Prints the counts.
+ */
+import assert from "node:assert/strict";
+import { appendEvents, sqlState } from "../../supabase/functions/_shared/mod.ts";
+import { freshDatabase } from "../_harness/database.ts";
+
+const CHILD = new URL("./support/events_worker_child.ts", import.meta.url).pathname;
+const EVENTS = 20_000;
+const STREAMS = 200;
+const WRITERS = 4;
+const WORKERS = 2;
+/** Kill a worker when this many deliveries (over all subscriptions) have been made. */
+const KILL_AT = [2_000, 9_000, 18_000, 30_000, 42_000];
+const LEASE_MS = 4_000;
+
+/** A small seeded PRNG (mulberry32): the same schedule on every machine. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+interface Worker {
+  id: string;
+  child: Deno.ChildProcess;
+  stdin: WritableStreamDefaultWriter<Uint8Array>;
+  done: Promise<unknown>;
+}
+
+Deno.test("events chaos: 20,000 events, 200 streams, 3 subscriptions, workers killed by progress", async () => {
+  await using db = await freshDatabase();
+  await db.sql`create table public.chaos_model (stream text primary key, n int not null,
+    last_version bigint not null)`;
+  const dir = await Deno.makeTempDir({ prefix: "events-chaos-" });
+  const logPath = `${dir}/deliveries.jsonl`;
+  await Deno.writeTextFile(logPath, "");
+  const seed = Number(Deno.env.get("CHAOS_SEED") ?? 20261124);
+  const random = prng(seed);
+
+  let progress = 0;
+  let nextKill = 0;
+  let workerCount = 0;
+  const killed = new Set<string>();
+  const live: Worker[] = [];
+  const exits: Promise<unknown>[] = [];
+  let onProgress = () => {};
+
+  const start = () => {
+    const id = `w${++workerCount}`;
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", CHILD, db.url, id, logPath, String(LEASE_MS)],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    const done = (async () => {
+      for await (const chunk of child.stdout) {
+        progress += chunk.length;
+        onProgress();
+      }
+      return await child.status;
+    })();
+    const w = { id, child, stdin: child.stdin.getWriter(), done };
+    live.push(w);
+    exits.push(done);
+  };
+  // Kills are driven by progress: the delivery count crossing the next threshold.
+  onProgress = () => {
+    while (nextKill < KILL_AT.length && progress >= KILL_AT[nextKill]!) {
+      const victim = live.splice(nextKill % live.length, 1)[0]!;
+      killed.add(victim.id);
+      // Recorded before the signal: anything it delivered is in the log already.
+      victim.child.kill("SIGKILL");
+      victim.stdin.close().catch(() => {});
+      nextKill++;
+      start();
+    }
+  };
+  for (let i = 0; i < WORKERS; i++) start();
+
+  // Writers: transactions of 1..12 events on random streams and types; a
+  // serialization failure or deadlock (two transactions locking streams in
+  // opposite orders) is retried, as docs/events.md says to.
+  const plan: { stream: string; type: string }[][] = [];
+  for (let left = EVENTS; left > 0;) {
+    const n = Math.min(left, 1 + Math.floor(random() * 12));
+    plan.push(Array.from({ length: n }, () => ({
+      stream: `chaos-${Math.floor(random() * STREAMS)}`,
+      type: random() < 0.5 ? "a" : "b",
+    })));
+    left -= n;
+  }
+  let retries = 0;
+  const writer = async () => {
+    for (let tx = plan.shift(); tx; tx = plan.shift()) {
+      for (let attempt = 1;; attempt++) {
+        try {
+          await db.sql.begin(async (t) => {
+            for (const e of tx) await appendEvents(t, e.stream, [{ type: e.type, data: {} }]);
+          });
+          break;
+        } catch (error) {
+          const state = sqlState((error as { cause?: unknown }).cause ?? error);
+          if ((state === "40001" || state === "40P01") && attempt < 50) {
+            retries++;
+            continue;
+          }
+          throw error;
+        }
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: WRITERS }, writer));
+
+  // Wait until every subscription has handled everything (a generous deadline only fails the test).
+  const deadline = Date.now() + 150_000;
+  const lag = async () => {
+    const rows = await db.sql`select s.name, events.subscription_status(s.name) as st
+      from events.subscriptions s`;
+    return rows.reduce((n, r) => n + Number(r.st.lag), 0) + (rows.length < 3 ? 1 : 0);
+  };
+  while (await lag() > 0 || nextKill < KILL_AT.length && progress < KILL_AT.at(-1)!) {
+    if (Date.now() > deadline) {
+      throw new Error(`not drained: progress ${progress}, kills ${nextKill}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  for (const w of live) await w.stdin.close();
+  await Promise.all(exits);
+
+  // The log, as every check's reference.
+  const log = await db.sql<{ position: string; stream: string; type: string; version: string }[]>`
+    select "position", stream, type, version from events.events order by "position"`;
+  assert.equal(log.length, EVENTS);
+  const lines = (await Deno.readTextFile(logPath)).split("\n").filter(Boolean).map((l) =>
+    JSON.parse(l) as { s: string; p: string; st: string; v: number; w: string }
+  );
+  const counts: Record<string, unknown> = { seed, writerRetries: retries, kills: killed.size };
+  for (const sub of ["chaos-all", "chaos-a", "chaos-model"]) {
+    const expected = log.filter((e) => sub !== "chaos-a" || e.type === "a");
+    const first = new Map<string, { w: string }>();
+    const lastVersion = new Map<string, number>();
+    let duplicates = 0;
+    for (const d of lines.filter((l) => l.s === sub)) {
+      const seen = first.get(d.p);
+      if (seen) {
+        duplicates++;
+        // Duplicates only after a kill: the first delivery's worker died before acknowledging.
+        assert.ok(killed.has(seen.w), `${sub}: ${d.p} delivered twice, first by live ${seen.w}`);
+        continue;
+      }
+      first.set(d.p, d);
+      // First deliveries of a stream come in version order.
+      assert.ok((lastVersion.get(d.st) ?? 0) < d.v, `${sub}: ${d.st} v${d.v} out of order`);
+      lastVersion.set(d.st, d.v);
+    }
+    const missing = expected.filter((e) => !first.has(String(e.position)));
+    assert.equal(missing.length, 0, `${sub}: ${missing.length} events never delivered`);
+    assert.equal(first.size, expected.length, `${sub}: delivered events not in the log`);
+    counts[sub] = { events: expected.length, duplicates };
+  }
+  const dead = await db.sql`select count(*)::int as n from events.dead_letters`;
+  assert.equal(dead[0]!.n, 0);
+  // The read model equals a recomputation from the log.
+  const model = await db
+    .sql`select stream, n, last_version from public.chaos_model order by stream`;
+  const recomputed = await db.sql`select stream, count(*)::int as n, max(version) as last_version
+    from events.events group by stream order by stream`;
+  assert.deepEqual(
+    model.map((r) => [r.stream, r.n, Number(r.last_version)]),
+    recomputed.map((r) => [r.stream, r.n, Number(r.last_version)]),
+  );
+  console.log("events chaos:", JSON.stringify(counts));
+  await Deno.remove(dir, { recursive: true });
+});
