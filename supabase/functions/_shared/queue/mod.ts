@@ -30,5 +30,13 @@ export {
 } from "./job.ts";
 export { effectiveMaxAttempts, retryWindow, WEBHOOK_RETRY_SCHEDULE_MS } from "./retry_policy.ts";
 export { type ClaimedJob, type JobOutcome, runJob } from "./run_job.ts";
-export { runWorker, type StopReason, type WorkerOptions, type WorkerSummary } from "./worker.ts";
+export {
+  BATCH_WORK_MS,
+  MAX_BATCH_SIZE,
+  nextBatchSize,
+  runWorker,
+  type StopReason,
+  type WorkerOptions,
+  type WorkerSummary,
+} from "./worker.ts";
 export * from "./jobs/mod.ts";

@@ -43,8 +43,13 @@ export interface WorkerOptions {
   queue?: string;
   /** Handlers running at once (default 10). */
   concurrency?: number;
-  /** Jobs claimed per round trip (default 2 x concurrency). */
+  /**
+   * Jobs claimed per round trip, fixed. Default: adaptive, from 2 x concurrency
+   * up to {@link WorkerOptions.maxBatchSize} (see {@link nextBatchSize}).
+   */
   batchSize?: number;
+  /** Adaptive claims grow up to this many jobs (default 500); ignored with `batchSize`. */
+  maxBatchSize?: number;
   /** Lease per claim; default covers a full batch at the longest timeout, plus 10 s. */
   leaseMs?: number;
   /** Wall-clock budget (default: none). */
@@ -91,6 +96,37 @@ function budgetReserveMs(budgetMs: number): number {
   return Math.min(2_000, Math.max(100, budgetMs / 10));
 }
 
+/** Default ceiling of an adaptive claim. */
+export const MAX_BATCH_SIZE = 500;
+
+/**
+ * How long the jobs of one adaptive claim may take to run, at the rate jobs have
+ * been ending: claims grow only while handlers are fast, so a worker never sits
+ * on more than a fraction of a second of another worker's work.
+ */
+export const BATCH_WORK_MS = 250;
+
+/**
+ * The next adaptive claim size. A claim that came back short means the queue is
+ * shallow: back to the smallest batch, so a lone job is claimed, started and
+ * acknowledged at once and workers share a trickle fairly. A full claim means it
+ * is deep: double, but no further than the jobs that ended per millisecond since
+ * the last claim times {@link BATCH_WORK_MS} (slow handlers keep small claims).
+ * Bigger claims are fewer round trips per job, which is what drain rate is bound by.
+ */
+export function nextBatchSize(
+  current: number,
+  claim: { got: number; want: number },
+  recent: { ended: number; elapsedMs: number },
+  bounds: { min: number; max: number },
+): number {
+  if (claim.got < claim.want) return bounds.min;
+  // Nothing ended since the last claim (claims back to back): no rate to go by yet.
+  if (recent.ended === 0 || recent.elapsedMs <= 0) return current;
+  const fits = Math.floor((recent.ended / recent.elapsedMs) * BATCH_WORK_MS);
+  return Math.max(bounds.min, Math.min(bounds.max, current * 2, fits));
+}
+
 /** Runs the loop until the queue is empty (drain), or the budget, maxJobs or signal end it. */
 export async function runWorker(options: WorkerOptions): Promise<WorkerSummary> {
   return await new WorkerLoop(options).run();
@@ -105,10 +141,14 @@ class WorkerLoop {
   readonly #now: Clock;
   readonly #queue: string;
   readonly #concurrency: number;
-  readonly #batchSize: number;
-  /** Jobs held at most: the batch running and the next claim in flight. */
-  readonly #capacity: number;
-  readonly #leaseMs: number;
+  /** The claim size now; it moves within #batchBounds unless `batchSize` fixed it. */
+  #batchSize: number;
+  readonly #batchBounds: { min: number; max: number } | null;
+  /** The longest handler timeout of the registry: what a lease must cover per wave of jobs. */
+  readonly #maxTimeout: number;
+  /** Jobs ended so far, and the count and time at the last claim (the adaptive batch's rate). */
+  #endedCount = 0;
+  #rateMark = { ended: 0, at: 0 };
   /** Handlers must have ended by then; a claim or a start needs a reserve's worth left. */
   readonly #jobsEnd: number;
   readonly #reserveMs: number;
@@ -150,16 +190,16 @@ class WorkerLoop {
     this.#options = options;
     this.#now = options.now ?? Date.now;
     this.#started = this.#now();
+    this.#rateMark = { ended: 0, at: this.#started };
     this.#queue = options.queue ?? JOB_DEFAULTS.queue;
     this.#concurrency = Math.max(1, options.concurrency ?? 10);
-    this.#batchSize = Math.max(1, options.batchSize ?? this.#concurrency * 2);
+    const min = this.#concurrency * 2;
+    this.#batchBounds = options.batchSize === undefined
+      ? { min, max: Math.max(min, options.maxBatchSize ?? MAX_BATCH_SIZE) }
+      : null;
+    this.#batchSize = Math.max(1, options.batchSize ?? min);
     const timeouts = [...options.registry.values()].map(timeoutOf);
-    const maxTimeout = timeouts.length ? Math.max(...timeouts) : timeoutOf(undefined);
-    // Up to two batches are held: the next claim (with the previous acks) is in
-    // flight while the current batch runs, so the database and handlers overlap.
-    this.#capacity = this.#batchSize * 2;
-    this.#leaseMs = options.leaseMs ??
-      maxTimeout * Math.ceil(this.#capacity / this.#concurrency) + 10_000;
+    this.#maxTimeout = timeouts.length ? Math.max(...timeouts) : timeoutOf(undefined);
     const deadline = this.#started + (options.budgetMs ?? Infinity);
     this.#reserveMs = options.budgetMs === undefined ? 0 : budgetReserveMs(options.budgetMs);
     this.#jobsEnd = deadline - this.#reserveMs;
@@ -248,7 +288,7 @@ class WorkerLoop {
     if (reclaim) this.#lastReclaim = this.#now();
     const notified = this.#notifications;
     const { sql } = this.#options;
-    const leaseSeconds = this.#leaseMs / 1000;
+    const leaseSeconds = this.#leaseMs(held + want) / 1000;
     const got = await ackAndClaim(
       sql,
       this.#takeAcks(),
@@ -260,6 +300,7 @@ class WorkerLoop {
     );
     this.#summary.completed += got.acked;
     this.#summary.claimed += got.jobs.length;
+    this.#resize(got.jobs.length, want);
     if (got.jobs.length > 0) {
       this.#waiting.push(...got.jobs);
       this.startJobs();
@@ -303,6 +344,7 @@ class WorkerLoop {
   #ended(job: ClaimedJob, outcome: JobOutcome): void {
     this.#record(job, outcome);
     this.#running--;
+    this.#endedCount++;
     this.startJobs();
     // Wake the loop only when it has something to do: room for the next claim,
     // or nothing left running (a wake per job costs a timer each).
@@ -386,6 +428,32 @@ class WorkerLoop {
     for (const job of this.#waiting.splice(0)) this.#notStarted(job, why);
     await this.flushOutcomes();
     this.#summary.durationMs = this.#now() - this.#started;
+  }
+
+  /** Jobs held at most: the batch running and the next claim in flight, so the database and handlers overlap. */
+  get #capacity(): number {
+    return this.#batchSize * 2;
+  }
+
+  /**
+   * The lease of a claim that brings the jobs held to `held`: the last of them
+   * starts after the others, a wave of `concurrency` at a time, each wave at most
+   * the longest timeout; plus 10 s for the acknowledgement.
+   */
+  #leaseMs(held: number): number {
+    return this.#options.leaseMs ??
+      this.#maxTimeout * Math.ceil(held / this.#concurrency) + 10_000;
+  }
+
+  #resize(got: number, want: number): void {
+    if (this.#batchBounds === null) return;
+    const now = this.#now();
+    const recent = {
+      ended: this.#endedCount - this.#rateMark.ended,
+      elapsedMs: now - this.#rateMark.at,
+    };
+    if (recent.ended > 0) this.#rateMark = { ended: this.#endedCount, at: now };
+    this.#batchSize = nextBatchSize(this.#batchSize, { got, want }, recent, this.#batchBounds);
   }
 
   /** Jobs claimed and not yet ended. */
