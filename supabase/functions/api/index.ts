@@ -5,7 +5,9 @@
  * - `notes.create` / `notes.list` (user) run as the caller under RLS.
  */
 import { z } from "npm:zod@4";
-import { action, defineFunction, type FunctionSpec } from "../_shared/mod.ts";
+// Only the HTTP part of the shared module: a function pays at cold start for the
+// modules it imports, and this one needs no queue, breakers or events.
+import { action, defineFunction, type FunctionSpec } from "../_shared/http/mod.ts";
 
 const noteRow = (r: { id: string | number; body: string; created_at: Date }) => ({
   id: Number(r.id),
