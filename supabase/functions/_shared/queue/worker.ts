@@ -50,7 +50,10 @@ export interface WorkerOptions {
   batchSize?: number;
   /** Adaptive claims grow up to this many jobs (default 500); ignored with `batchSize`. */
   maxBatchSize?: number;
-  /** Lease per claim; default covers a full batch at the longest timeout, plus 10 s. */
+  /**
+   * Lease per claim; default covers the jobs held after the claim, a wave of
+   * `concurrency` at a time at the longest timeout, plus 10 s.
+   */
   leaseMs?: number;
   /** Wall-clock budget (default: none). */
   budgetMs?: number;
