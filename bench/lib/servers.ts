@@ -45,18 +45,19 @@ export async function waitFor(
   throw new Error(`${url} did not answer 200 (last: ${last})`);
 }
 
-/** Milliseconds from spawn to the first 200 of `path`. */
+/** Milliseconds from spawn to the first 200 of `path` (a GET unless `init` says otherwise). */
 export async function coldStart(
   file: string,
   path: string,
   port: number,
   env: Record<string, string>,
   cwd: string,
+  init: RequestInit = {},
 ): Promise<number> {
   const started = performance.now();
   const child = spawnServer(file, port, env, cwd);
   try {
-    await waitFor(`http://127.0.0.1:${port}${path}`, {});
+    await waitFor(`http://127.0.0.1:${port}${path}`, init);
     return performance.now() - started;
   } finally {
     await stopChild(child);
