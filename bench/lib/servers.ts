@@ -64,11 +64,27 @@ export async function coldStart(
   }
 }
 
-/** `deno bundle` of `file` (closest to the hosted eszip); null when bundling fails. */
-export async function bundle(file: string, cwd: string): Promise<string | null> {
-  const out = join(await Deno.makeTempDir({ prefix: "bench-bundle-" }), "bundle.js");
+/**
+ * `deno bundle` of `file` (closest to the hosted eszip); null when bundling fails.
+ * One file by default: its dynamic imports are inlined, and the packages they
+ * load (postgres.js with its `node:` modules, jose) are parsed, and their `node:`
+ * imports loaded, at start. With `split`, dynamic imports stay separate chunks
+ * loaded on first use, as the hosted eszip loads them. Either way the returned
+ * path ends in `/bundle.js` or `/<entry>.js` inside a fresh temporary folder.
+ */
+export async function bundle(
+  file: string,
+  cwd: string,
+  split = false,
+): Promise<string | null> {
+  const dir = await Deno.makeTempDir({ prefix: "bench-bundle-" });
+  const out = split
+    ? join(dir, file.split("/").at(-1)!.replace(/\.ts$/, ".js"))
+    : join(dir, "bundle.js");
   const res = await new Deno.Command(deno, {
-    args: ["bundle", "--quiet", "--platform=deno", "-o", out, file],
+    args: split
+      ? ["bundle", "--quiet", "--platform=deno", "--code-splitting", "--outdir", dir, file]
+      : ["bundle", "--quiet", "--platform=deno", "-o", out, file],
     cwd,
     stdout: "null",
     stderr: "piped",
