@@ -28,7 +28,13 @@ const expected = JSON.stringify({ data: { message: "hello from wrk" } });
 const init = {
   method: "POST",
   body,
-  headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+  // As on the wire: a server's Request carries the Content-Length it was sent with
+  // (without it, body.ts would take its streaming path, which wire requests never do).
+  headers: {
+    "content-type": "application/json",
+    "content-length": String(new TextEncoder().encode(body).byteLength),
+    authorization: `Bearer ${token}`,
+  },
 };
 
 type Handler = { fetch(req: Request): Promise<Response> | Response };
