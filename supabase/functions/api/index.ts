@@ -12,11 +12,7 @@ import * as z from "npm:zod@4/mini";
 import en from "npm:zod@4/v4/locales/en.js";
 // Only the HTTP part of the shared module: a function pays at cold start for the
 // modules it imports, and this one needs no queue, breakers or events.
-import {
-  action,
-  defineFunction,
-  type FunctionSpec,
-} from "../_shared/http/mod.ts";
+import { action, defineFunction, type FunctionSpec } from "../_shared/http/mod.ts";
 
 // zod/mini carries no messages until a locale is chosen: the same English ones as zod.
 z.config(en());
