@@ -80,10 +80,10 @@ const servers: Server[] = [
   },
   {
     id: "api-log",
-    name: "api echo, access log on (LOG_LEVEL=info)",
+    name: "api echo, access log on (ACCESS_LOG=on)",
     file: "supabase/functions/api/index.ts",
     path: "/functions/v1/api",
-    env: { LOG_LEVEL: "info" },
+    env: { LOG_LEVEL: "info", ACCESS_LOG: "on" },
   },
   {
     id: "hono",

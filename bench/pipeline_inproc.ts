@@ -41,7 +41,10 @@ type Handler = { fetch(req: Request): Promise<Response> | Response };
 const load = async (file: string, env: Record<string, string> = {}): Promise<Handler> => {
   for (const [k, v] of Object.entries(env)) Deno.env.set(k, v);
   const mod = await import(`${file}?${crypto.randomUUID()}`);
-  for (const k of Object.keys(env)) Deno.env.set(k, project.env[k] ?? "warn");
+  for (const k of Object.keys(env)) {
+    if (project.env[k] === undefined) Deno.env.delete(k);
+    else Deno.env.set(k, project.env[k]);
+  }
   return mod.default as Handler;
 };
 
@@ -58,7 +61,10 @@ const targets = [
   {
     id: "api-log",
     url: "http://x/functions/v1/api",
-    handler: await load("../supabase/functions/api/index.ts", { LOG_LEVEL: "info" }),
+    handler: await load("../supabase/functions/api/index.ts", {
+      LOG_LEVEL: "info",
+      ACCESS_LOG: "on",
+    }),
   },
 ].filter((t) => only.length === 0 || only.includes(t.id));
 

@@ -2,8 +2,8 @@
  * Cold start is module loading: a function pays for every module it imports
  * before its first answer. These checks keep the shipped defaults cheap: `api`
  * (HTTP only) imports the HTTP entry point of the shared module, never the whole
- * of it (queue, webhook delivery, breakers' registry, events, workflows), and the
- * default log level writes no line per request.
+ * of it (queue, webhook delivery, breakers' registry, events, workflows), and by
+ * default no access-log line is written per request.
  */
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
@@ -40,7 +40,13 @@ Deno.test("cold start: the whole shared module does load the queue (the check ab
   assert.ok(modules.includes("_shared/queue/jobs/webhook.ts"), modules.join("\n"));
 });
 
-Deno.test("defaults: LOG_LEVEL is warn unless set, so no access-log line per request", () => {
-  assert.equal(readEnv(() => undefined).logLevel, "warn");
-  assert.equal(readEnv((k) => (k === "LOG_LEVEL" ? "info" : undefined)).logLevel, "info");
+Deno.test("defaults: no access-log line per request unless ACCESS_LOG asks for one", () => {
+  const env = (vars: Record<string, string>) => readEnv((k) => vars[k]);
+  assert.equal(env({}).logLevel, "info");
+  assert.equal(env({}).accessLogSample, 0);
+  assert.equal(env({ ACCESS_LOG: "on" }).accessLogSample, 1);
+  assert.equal(env({ ACCESS_LOG: "0.01" }).accessLogSample, 0.01);
+  for (const bad of ["yes", "2", "-0.5", "NaN"]) {
+    assert.throws(() => env({ ACCESS_LOG: bad }), /ACCESS_LOG/, bad);
+  }
 });

@@ -43,12 +43,15 @@ export interface Env {
    * and how many trusted proxies append to `x-forwarded-for` (`RATE_LIMIT_TRUSTED_PROXY_HOPS`).
    */
   clientIp: ClientIpPolicy;
-  /**
-   * `debug` | `info` | `warn` | `error` (`LOG_LEVEL`, default warn). `info` adds a
-   * line per request (the access log) and per queue drain; the hosted platform
-   * already logs every invocation, and the line costs ~0.6x throughput.
-   */
+  /** `debug` | `info` | `warn` | `error` (`LOG_LEVEL`, default info). */
   logLevel: "debug" | "info" | "warn" | "error";
+  /**
+   * The share of requests that get an access-log line at `info` (`ACCESS_LOG`:
+   * `off`, the default, `on`, or a fraction such as `0.01`). Off by default: the
+   * hosted platform (and `deno task dev`'s gateway) already logs every
+   * invocation, and the line costs ~0.6-0.8x throughput.
+   */
+  accessLogSample: number;
 }
 
 /** A misconfiguration (code `misconfigured`): answered 500 with a generic body, logged with its detail. */
@@ -134,13 +137,22 @@ function parseClientIp(header: string | undefined, hops: string | undefined): Cl
 
 const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
 
+function parseAccessLog(raw: string | undefined): number {
+  const v = raw?.trim().toLowerCase() || "off";
+  if (v === "off") return 0;
+  if (v === "on") return 1;
+  const share = Number(v);
+  if (!(share >= 0 && share <= 1)) throw new EnvError("ACCESS_LOG must be on, off or a share 0..1");
+  return share;
+}
+
 /**
  * Reads and validates the environment. Throws {@link EnvError} naming the bad
  * variable (never its value).
  */
 export function readEnv(get: (name: string) => string | undefined = denoEnv): Env {
   const supabaseUrl = get("SUPABASE_URL")?.trim().replace(/\/+$/, "") || null;
-  const level = (get("LOG_LEVEL")?.trim().toLowerCase() || "warn") as Env["logLevel"];
+  const level = (get("LOG_LEVEL")?.trim().toLowerCase() || "info") as Env["logLevel"];
   if (!LOG_LEVELS.includes(level)) throw new EnvError("LOG_LEVEL must be debug|info|warn|error");
   const audience = get("SUPABASE_JWT_AUDIENCE")?.trim();
   return {
@@ -163,6 +175,7 @@ export function readEnv(get: (name: string) => string | undefined = denoEnv): En
       get("RATE_LIMIT_TRUSTED_PROXY_HOPS"),
     ),
     logLevel: level,
+    accessLogSample: parseAccessLog(get("ACCESS_LOG")),
   };
 }
 

@@ -35,14 +35,17 @@ export interface Pipeline extends InvokeDeps {
   /** A bad environment: every request is answered 500 with it (and it is logged once). */
   envError: unknown;
   onError: ErrorHandler | undefined;
-  accessLog: boolean;
+  /** The share of requests logged (env ACCESS_LOG at LOG_LEVEL info); 0: none. */
+  accessLog: number;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 /** Serves one request. */
 export async function handle(p: Pipeline, req: Request, info?: ServeInfo): Promise<Response> {
-  const started = p.accessLog ? performance.now() : 0;
+  // Sampled per request, before any work, so a logged request's duration is whole.
+  const logged = p.accessLog > 0 && (p.accessLog >= 1 || Math.random() < p.accessLog);
+  const started = logged ? performance.now() : 0;
   const given = req.headers.get("x-request-id");
   const requestId = given && REQUEST_ID.test(given) ? given : crypto.randomUUID();
   const origin = req.headers.get("origin");
@@ -73,7 +76,7 @@ export async function handle(p: Pipeline, req: Request, info?: ServeInfo): Promi
   }
   // Plain-data answers were built with these headers already.
   if (res.headers.get("x-request-id") !== requestId) res = withCors(res, state.responseHeaders);
-  if (p.accessLog) {
+  if (logged) {
     const { method } = req;
     const durationMs = Math.round((performance.now() - started) * 100) / 100;
     p.log.info("request", {
