@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { z } from "npm:zod@4";
-import { freshDatabase } from "./_harness/database.ts";
+import { freshDatabase } from "../_harness/database.ts";
 import {
   BATCH_WORK_MS,
   defineJob,
@@ -16,7 +16,7 @@ import {
   MAX_BATCH_SIZE,
   nextBatchSize,
   runWorker,
-} from "../supabase/functions/_shared/mod.ts";
+} from "../../supabase/functions/_shared/mod.ts";
 
 const bounds = { min: 20, max: 500 };
 

@@ -7,12 +7,12 @@
  */
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
-import { readEnv } from "../supabase/functions/_shared/mod.ts";
+import { readEnv } from "../../supabase/functions/_shared/mod.ts";
 
 async function localModules(entry: string): Promise<string[]> {
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["info", "--json", entry],
-    cwd: fileURLToPath(new URL("..", import.meta.url)),
+    cwd: fileURLToPath(new URL("../..", import.meta.url)),
     stdout: "piped",
     stderr: "piped",
   }).output();
