@@ -98,8 +98,9 @@ const drainSettings: Record<string, Omit<Measurement, "id" | "kind" | "workers">
     label: "ours, as shipped (queue-worker)",
     peer: "ours",
     settings: { shipped: true },
-    describe: "runWorker as queue-worker calls it: concurrency 10, batch 2 x 10 = 20, " +
-      "pool 3 (createDatabase), acks piggybacked on the next claim",
+    describe: "runWorker as queue-worker calls it: concurrency 10, adaptive batch " +
+      "(2 x 10 = 20, doubling while claims come back full, up to 500), pool 3 (createDatabase), " +
+      "acks piggybacked on the next claim",
   },
   "ours equal": {
     label: "ours, equal settings",

@@ -45,29 +45,46 @@ export async function waitFor(
   throw new Error(`${url} did not answer 200 (last: ${last})`);
 }
 
-/** Milliseconds from spawn to the first 200 of `path`. */
+/** Milliseconds from spawn to the first 200 of `path` (a GET unless `init` says otherwise). */
 export async function coldStart(
   file: string,
   path: string,
   port: number,
   env: Record<string, string>,
   cwd: string,
+  init: RequestInit = {},
 ): Promise<number> {
   const started = performance.now();
   const child = spawnServer(file, port, env, cwd);
   try {
-    await waitFor(`http://127.0.0.1:${port}${path}`, {});
+    await waitFor(`http://127.0.0.1:${port}${path}`, init);
     return performance.now() - started;
   } finally {
     await stopChild(child);
   }
 }
 
-/** `deno bundle` of `file` (closest to the hosted eszip); null when bundling fails. */
-export async function bundle(file: string, cwd: string): Promise<string | null> {
-  const out = join(await Deno.makeTempDir({ prefix: "bench-bundle-" }), "bundle.js");
+/**
+ * `deno bundle` of `file` (closest to the hosted eszip); null when bundling fails.
+ * One file by default: its dynamic imports are inlined, and the packages they
+ * load (postgres.js with its `node:` modules, jose) are parsed, and their `node:`
+ * imports loaded, at start. With `split`, dynamic imports stay separate chunks
+ * loaded on first use, as the hosted eszip loads them. Either way the returned
+ * path ends in `/bundle.js` or `/<entry>.js` inside a fresh temporary folder.
+ */
+export async function bundle(
+  file: string,
+  cwd: string,
+  split = false,
+): Promise<string | null> {
+  const dir = await Deno.makeTempDir({ prefix: "bench-bundle-" });
+  const out = split
+    ? join(dir, file.split("/").at(-1)!.replace(/\.ts$/, ".js"))
+    : join(dir, "bundle.js");
   const res = await new Deno.Command(deno, {
-    args: ["bundle", "--quiet", "--platform=deno", "-o", out, file],
+    args: split
+      ? ["bundle", "--quiet", "--platform=deno", "--code-splitting", "--outdir", dir, file]
+      : ["bundle", "--quiet", "--platform=deno", "-o", out, file],
     cwd,
     stdout: "null",
     stderr: "piped",

@@ -142,7 +142,7 @@ Deno.test("a handler that throws is answered 500 problem+json with CORS, and log
       },
     }],
   }, {
-    env: readEnv((k) => ({ ALLOWED_ORIGINS: "https://app.dev" })[k]),
+    env: readEnv((k) => ({ ALLOWED_ORIGINS: "https://app.dev", ACCESS_LOG: "on" })[k]),
     log: createLogger("info", {}, (_l, line) => lines.push(line)),
   });
   const res = await fn.fetch(

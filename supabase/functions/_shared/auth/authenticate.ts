@@ -91,6 +91,22 @@ function splitMode(mode: AuthMode): [base: string, keyName: string] {
   return i === -1 ? [mode, "default"] : [mode.slice(0, i), mode.slice(i + 1) || "default"];
 }
 
+/** The context of a verified user token; a token without a subject is refused. */
+function userContext(claims: JwtClaims, token: string): AuthContext {
+  if (typeof claims.sub !== "string" || claims.sub === "") {
+    throw unauthorized("invalid_token", "The bearer token has no subject.");
+  }
+  return {
+    mode: "user",
+    keyName: null,
+    sub: claims.sub,
+    role: typeof claims.role === "string" ? claims.role : null,
+    email: typeof claims.email === "string" ? claims.email : null,
+    claims,
+    token,
+  };
+}
+
 /** Builds the authenticator for an environment; keys and JWKS are loaded once. */
 export function createAuthenticator(env: Env, deps: AuthDeps = {}): Authenticator {
   const keys = new JwksKeyStore({
@@ -130,8 +146,9 @@ class ModeAuthenticator implements Authenticator {
       const [base, keyName] = splitMode(mode);
       if (base === "none") return NONE;
       if (base === "user") {
-        if (token) return await this.verifyUser(token);
-        continue;
+        if (!token) continue;
+        const hit = this.users.cached(token);
+        return hit ? userContext(hit, token) : await this.verifyUser(token);
       }
       if (base !== "publishable" && base !== "secret") continue;
       if (apikey && !apikey.startsWith("eyJ")) {
@@ -157,18 +174,7 @@ class ModeAuthenticator implements Authenticator {
       }
       throw error;
     }
-    if (typeof claims.sub !== "string" || claims.sub === "") {
-      throw unauthorized("invalid_token", "The bearer token has no subject.");
-    }
-    return {
-      mode: "user",
-      keyName: null,
-      sub: claims.sub,
-      role: typeof claims.role === "string" ? claims.role : null,
-      email: typeof claims.email === "string" ? claims.email : null,
-      claims,
-      token,
-    };
+    return userContext(claims, token);
   }
 
   private async legacyServiceRole(req: Request, token: string | null): Promise<AuthContext | null> {

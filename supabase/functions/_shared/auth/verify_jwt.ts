@@ -56,16 +56,26 @@ export class JwtVerifier {
     this.#secret = options.jwtSecret ? new TextEncoder().encode(options.jwtSecret) : null;
   }
 
+  /**
+   * The claims of `token` if it was verified before and still holds (not past
+   * `exp`, its key still in the JWKS), else undefined. Synchronous: the request
+   * path skips the promise layers of {@link verify} for callers reusing a token.
+   */
+  cached(token: string, now = this.#opts.now()): JwtClaims | undefined {
+    const hit = this.#cache.get(token);
+    if (!hit) return undefined;
+    const live = hit.expMs > now &&
+      (hit.key === "legacy" || this.#opts.keys?.current(hit.kid) === hit.key);
+    if (live) return hit.claims;
+    this.#cache.delete(token);
+    return undefined;
+  }
+
   /** Verifies `token`, throwing {@link InvalidTokenError} with the reason. */
   async verify(token: string): Promise<JwtClaims> {
     const now = this.#opts.now();
-    const hit = this.#cache.get(token);
-    if (hit) {
-      const live = hit.expMs > now &&
-        (hit.key === "legacy" || this.#opts.keys?.current(hit.kid) === hit.key);
-      if (live) return hit.claims;
-      this.#cache.delete(token);
-    }
+    const hit = this.cached(token, now);
+    if (hit) return hit;
     const { claims, key, kid } = await this.#verifyFresh(token, now);
     if (typeof claims.exp === "number") {
       if (this.#cache.size >= this.#cacheSize) {

@@ -77,7 +77,14 @@ export async function readJsonBody(req: Request, limit = DEFAULT_BODY_LIMIT): Pr
       headers: { "accept-post": "application/json" },
     });
   }
-  const bytes = await readBodyBytes(req, limit);
+  // A sized body (every body on the wire) is read in one await, not through the
+  // nested readBodyBytes; the size is checked before and after as there.
+  const declared = req.headers.get("content-length");
+  if (declared !== null && Number(declared) > limit) throw tooLarge(limit);
+  const bytes = declared !== null
+    ? new Uint8Array(await req.arrayBuffer())
+    : await readBodyBytes(req, limit);
+  if (bytes.byteLength > limit) throw tooLarge(limit);
   // The lenient decoder is the runtime's fast path; only a body that decoded to a
   // replacement character (rare) is re-checked strictly to tell bad bytes apart.
   const text = decoder.decode(bytes);

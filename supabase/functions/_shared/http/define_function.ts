@@ -124,7 +124,7 @@ export function defineFunction(spec: FunctionSpec, overrides: Partial<FunctionDe
     bodyLimit,
     envError,
     onError: spec.onError,
-    accessLog: deps.log.enabled("info"),
+    accessLog: deps.log.enabled("info") ? deps.env.accessLogSample : 0,
   };
   return {
     close: () => deps.db.close(),

@@ -19,4 +19,4 @@ export {
   toHttpError,
 } from "./problem.ts";
 export { action, type ActionDef, route, type RouteDef } from "./router.ts";
-export { parseInput } from "./validation.ts";
+export { type Output, parseInput, type Schema } from "./validation.ts";

@@ -37,7 +37,8 @@ export interface Pipeline extends InvokeDeps {
   /** A bad environment: every request is answered 500 with it (and it is logged once). */
   envError: unknown;
   onError: ErrorHandler | undefined;
-  accessLog: boolean;
+  /** The share of requests logged (env ACCESS_LOG at LOG_LEVEL info); 0: none. */
+  accessLog: number;
   /** Span export, when configured. */
   spans: SpanExporter | null;
 }
@@ -46,7 +47,9 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 /** Serves one request. */
 export async function handle(p: Pipeline, req: Request, info?: ServeInfo): Promise<Response> {
-  const started = p.accessLog ? performance.now() : 0;
+  // Sampled per request, before any work, so a logged request's duration is whole.
+  const logged = p.accessLog > 0 && (p.accessLog >= 1 || Math.random() < p.accessLog);
+  const started = logged ? performance.now() : 0;
   const startedAt = p.spans ? Date.now() : 0;
   const given = req.headers.get("x-request-id");
   const requestId = given && REQUEST_ID.test(given) ? given : crypto.randomUUID();
@@ -78,7 +81,7 @@ export async function handle(p: Pipeline, req: Request, info?: ServeInfo): Promi
   }
   // Plain-data answers were built with these headers already.
   if (res.headers.get("x-request-id") !== requestId) res = withCors(res, state.responseHeaders);
-  if (p.accessLog) {
+  if (logged) {
     const { method } = req;
     const durationMs = Math.round((performance.now() - started) * 100) / 100;
     p.log.info("request", {
@@ -121,7 +124,7 @@ async function dispatch(p: Pipeline, state: RequestState): Promise<Response> {
   const matched = p.routes.match(req.method, path);
   if (matched && "route" in matched) {
     state.params = matched.params;
-    return await invoke(p.routeEndpoints.get(matched.route)!, state, p);
+    return invoke(p.routeEndpoints.get(matched.route)!, state, p);
   }
   if (matched && "allow" in matched) throw methodNotAllowed([...matched.allow, "OPTIONS"]);
   if (path === "" && p.actions.size > 0) {
@@ -135,7 +138,7 @@ async function dispatch(p: Pipeline, state: RequestState): Promise<Response> {
       const detail = `No action named "${envelope.action}".`;
       throw new HttpError({ status: 404, code: "unknown_action", detail });
     }
-    return await invoke(endpoint, state, p);
+    return invoke(endpoint, state, p);
   }
   throw new HttpError({ status: 404, code: "not_found", detail: `No route for ${path || "/"}.` });
 }

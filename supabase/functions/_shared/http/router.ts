@@ -1,41 +1,41 @@
 /**
  * Routing: action calls (`POST {"action","payload"}`, README.md "Adding a function") and
  * method/path routes for REST-style functions. Each action or route declares
- * its zod schema, auth modes and optional rate limit; handlers get the parsed,
+ * its zod schema (`zod` or `zod/mini`), auth modes and optional rate limit; handlers get the parsed,
  * typed input.
  */
-import type { z } from "npm:zod@4";
 import type { AuthMode } from "../auth/authenticate.ts";
 import type { RateLimitPolicy } from "../resilience/rate_limit/limiter.ts";
 import type { HandlerContext } from "./context.ts";
 import { HttpError } from "./problem.ts";
+import type { Output, Schema } from "./validation.ts";
 
 /** An action: schema, auth and handler. Use {@link action} for type inference. */
-export interface ActionDef<S extends z.ZodType = z.ZodType> {
+export interface ActionDef<S extends Schema = Schema> {
   input: S;
   auth?: AuthMode | AuthMode[];
   rateLimit?: RateLimitPolicy;
-  handler(input: z.output<S>, ctx: HandlerContext): unknown;
+  handler(input: Output<S>, ctx: HandlerContext): unknown;
 }
 
 /** Declares an action with its payload type inferred from the schema. */
-export function action<S extends z.ZodType>(def: ActionDef<S>): ActionDef {
+export function action<S extends Schema>(def: ActionDef<S>): ActionDef {
   return def as unknown as ActionDef;
 }
 
 /** A method/path route. `input` validates a JSON body when present. */
-export interface RouteDef<S extends z.ZodType = z.ZodType> {
+export interface RouteDef<S extends Schema = Schema> {
   method: "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
   /** Path below the function, e.g. `/notes/:id`. */
   path: string;
   input?: S;
   auth?: AuthMode | AuthMode[];
   rateLimit?: RateLimitPolicy;
-  handler(ctx: HandlerContext & { input: z.output<S> }): unknown;
+  handler(ctx: HandlerContext & { input: Output<S> }): unknown;
 }
 
 /** Declares a route with its body type inferred from the schema. */
-export function route<S extends z.ZodType>(def: RouteDef<S>): RouteDef {
+export function route<S extends Schema>(def: RouteDef<S>): RouteDef {
   return def as unknown as RouteDef;
 }
 

@@ -63,6 +63,21 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
 
 /** One row for `queue.enqueue_many`, validated. */
 export function jobRow(def: JobDefinition, payload: unknown, options: EnqueueOptions = {}) {
+  const { row } = checkedRow(def, payload, options);
+  return row;
+}
+
+/**
+ * The row as `enqueue_many` JSON. The payload's JSON, printed once for the size
+ * check, is spliced in rather than printed a second time with the row.
+ */
+function jobRowJson(def: JobDefinition, payload: unknown, options: EnqueueOptions = {}): string {
+  const { row, payloadJson } = checkedRow(def, payload, options);
+  const { payload: _, ...rest } = row;
+  return `{"payload":${payloadJson},${JSON.stringify(rest).slice(1)}`;
+}
+
+function checkedRow(def: JobDefinition, payload: unknown, options: EnqueueOptions) {
   if (!isPlainObject(payload)) throw new QueueOptionsError("payload must be a plain JSON object");
   const parsed = def.schema.safeParse(payload);
   if (!parsed.success) {
@@ -101,7 +116,8 @@ export function jobRow(def: JobDefinition, payload: unknown, options: EnqueueOpt
   // JSON.stringify never prints more than Postgres does (it adds no spaces), so a
   // payload over the limit here is over it in SQL too; a few near the limit are
   // caught only there, and enqueueMany maps that error to the same type.
-  const bytes = overLimit(JSON.stringify(payload));
+  const payloadJson = JSON.stringify(payload);
+  const bytes = overLimit(payloadJson);
   if (bytes !== null) throw new PayloadTooLargeError(bytes, MAX_PAYLOAD_BYTES);
   const row = {
     job_type: def.type,
@@ -114,8 +130,11 @@ export function jobRow(def: JobDefinition, payload: unknown, options: EnqueueOpt
   };
   // Only traced jobs carry the keys: an untraced batch stays as small as before.
   const trace = options.trace;
-  if (trace === undefined) return row;
-  return { ...row, traceparent: traceparentOf(trace), tracestate: trace.tracestate ?? null };
+  if (trace === undefined) return { row, payloadJson };
+  return {
+    row: { ...row, traceparent: traceparentOf(trace), tracestate: trace.tracestate ?? null },
+    payloadJson,
+  };
 }
 
 /** Enqueues one job; returns its id (or the live duplicate's id with a dedupeKey). */
@@ -152,7 +171,7 @@ export async function enqueueMany(
   options: EnqueueManyOptions = {},
 ): Promise<number[]> {
   const limit = options.statementBytes ?? STATEMENT_BYTES;
-  const rows = items.map((it) => JSON.stringify(jobRow(it.job, it.payload, it.options)));
+  const rows = items.map((it) => jobRowJson(it.job, it.payload, it.options));
   const ids: number[] = [];
   let start = 0;
   while (start < rows.length) {

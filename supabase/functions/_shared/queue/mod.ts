@@ -32,5 +32,13 @@ export {
 export { effectiveMaxAttempts, retryWindow, WEBHOOK_RETRY_SCHEDULE_MS } from "./retry_policy.ts";
 export { type ClaimedJob, type JobOutcome, runJob } from "./run_job.ts";
 export { leaseMsFor } from "./lease.ts";
-export { runWorker, type StopReason, type WorkerOptions, type WorkerSummary } from "./worker.ts";
+export {
+  BATCH_WORK_MS,
+  MAX_BATCH_SIZE,
+  nextBatchSize,
+  runWorker,
+  type StopReason,
+  type WorkerOptions,
+  type WorkerSummary,
+} from "./worker.ts";
 export * from "./jobs/mod.ts";

@@ -53,8 +53,13 @@ export interface WorkerOptions {
   queue?: string;
   /** Handlers running at once (default 10). */
   concurrency?: number;
-  /** Jobs claimed per round trip (default 2 x concurrency). */
+  /**
+   * Jobs claimed per round trip, fixed. Default: adaptive, from 2 x concurrency
+   * up to {@link WorkerOptions.maxBatchSize} (see {@link nextBatchSize}).
+   */
   batchSize?: number;
+  /** Adaptive claims grow up to this many jobs (default 500); ignored with `batchSize`. */
+  maxBatchSize?: number;
   /**
    * One lease for every job. Default: each job's own timeout plus a margin
    * (lease.ts), renewed before a start if the job waited long for a slot.
@@ -106,6 +111,37 @@ function budgetReserveMs(budgetMs: number): number {
   return Math.min(2_000, Math.max(100, budgetMs / 10));
 }
 
+/** Default ceiling of an adaptive claim. */
+export const MAX_BATCH_SIZE = 500;
+
+/**
+ * How long the jobs of one adaptive claim may take to run, at the rate jobs have
+ * been ending: claims grow only while handlers are fast, so a worker never sits
+ * on more than a fraction of a second of another worker's work.
+ */
+export const BATCH_WORK_MS = 250;
+
+/**
+ * The next adaptive claim size. A claim that came back short means the queue is
+ * shallow: back to the smallest batch, so a lone job is claimed, started and
+ * acknowledged at once and workers share a trickle fairly. A full claim means it
+ * is deep: double, but no further than the jobs that ended per millisecond since
+ * the last claim times {@link BATCH_WORK_MS} (slow handlers keep small claims).
+ * Bigger claims are fewer round trips per job, which is what drain rate is bound by.
+ */
+export function nextBatchSize(
+  current: number,
+  claim: { got: number; want: number },
+  recent: { ended: number; elapsedMs: number },
+  bounds: { min: number; max: number },
+): number {
+  if (claim.got < claim.want) return bounds.min;
+  // Nothing ended since the last claim (claims back to back): no rate to go by yet.
+  if (recent.ended === 0 || recent.elapsedMs <= 0) return current;
+  const fits = Math.floor((recent.ended / recent.elapsedMs) * BATCH_WORK_MS);
+  return Math.max(bounds.min, Math.min(bounds.max, current * 2, fits));
+}
+
 /** Runs the loop until the queue is empty (drain), or the budget, maxJobs or signal end it. */
 export async function runWorker(options: WorkerOptions): Promise<WorkerSummary> {
   return await new WorkerLoop(options).run();
@@ -120,9 +156,12 @@ class WorkerLoop {
   readonly #now: Clock;
   readonly #queue: string;
   readonly #concurrency: number;
-  readonly #batchSize: number;
-  /** Jobs held at most: the batch running and the next claim in flight. */
-  readonly #capacity: number;
+  /** The claim size now; it moves within #batchBounds unless `batchSize` fixed it. */
+  #batchSize: number;
+  readonly #batchBounds: { min: number; max: number } | null;
+  /** Jobs ended so far, and the count and time at the last claim (the adaptive batch's rate). */
+  #endedCount = 0;
+  #rateMark = { ended: 0, at: 0 };
   /** The lease of every job (`leaseMs`), or null: each type's own (`#leases`). */
   readonly #leaseMs: number | null;
   readonly #leases: LeasePlan;
@@ -171,12 +210,14 @@ class WorkerLoop {
     this.#options = options;
     this.#now = options.now ?? Date.now;
     this.#started = this.#now();
+    this.#rateMark = { ended: 0, at: this.#started };
     this.#queue = options.queue ?? JOB_DEFAULTS.queue;
     this.#concurrency = Math.max(1, options.concurrency ?? 10);
-    this.#batchSize = Math.max(1, options.batchSize ?? this.#concurrency * 2);
-    // Up to two batches are held: the next claim (with the previous acks) is in
-    // flight while the current batch runs, so the database and handlers overlap.
-    this.#capacity = this.#batchSize * 2;
+    const min = this.#concurrency * 2;
+    this.#batchBounds = options.batchSize === undefined
+      ? { min, max: Math.max(min, options.maxBatchSize ?? MAX_BATCH_SIZE) }
+      : null;
+    this.#batchSize = Math.max(1, options.batchSize ?? min);
     this.#leaseMs = options.leaseMs ?? null;
     this.#leases = leasePlan(options.registry);
     const deadline = this.#started + (options.budgetMs ?? Infinity);
@@ -288,6 +329,7 @@ class WorkerLoop {
     );
     this.#summary.completed += got.acked;
     this.#summary.claimed += got.jobs.length;
+    this.#resize(got.jobs.length, want);
     if (got.jobs.length > 0) {
       if (this.#leaseMs === null) {
         for (const job of got.jobs) this.#leaseEnds.set(job.id, sent + this.#leaseOf(job));
@@ -342,6 +384,7 @@ class WorkerLoop {
   #ended(job: ClaimedJob, outcome: JobOutcome): void {
     this.#record(job, outcome);
     this.#running--;
+    this.#endedCount++;
     this.startJobs();
     // Wake the loop only when it has something to do: room for the next claim,
     // or nothing left running (a wake per job costs a timer each).
@@ -433,6 +476,22 @@ class WorkerLoop {
     await this.flushOutcomes();
     await this.#options.spans?.flush();
     this.#summary.durationMs = this.#now() - this.#started;
+  }
+
+  /** Jobs held at most: the batch running and the next claim in flight, so the database and handlers overlap. */
+  get #capacity(): number {
+    return this.#batchSize * 2;
+  }
+
+  #resize(got: number, want: number): void {
+    if (this.#batchBounds === null) return;
+    const now = this.#now();
+    const recent = {
+      ended: this.#endedCount - this.#rateMark.ended,
+      elapsedMs: now - this.#rateMark.at,
+    };
+    if (recent.ended > 0) this.#rateMark = { ended: this.#endedCount, at: now };
+    this.#batchSize = nextBatchSize(this.#batchSize, { got, want }, recent, this.#batchBounds);
   }
 
   /** Jobs claimed and not yet ended. */
