@@ -204,7 +204,10 @@ Deno.test("a request's trace: every log line, outbound calls, its jobs and their
       }),
     },
   }, {
-    env: readEnv((k) => ({ SUPABASE_DB_URL: db.url } as Record<string, string>)[k]),
+    // The access line is opt-in (ACCESS_LOG); this test follows the trace into it.
+    env: readEnv((k) =>
+      ({ SUPABASE_DB_URL: db.url, ACCESS_LOG: "on" } as Record<string, string>)[k]
+    ),
     log,
   });
   await using server = serve(fn.fetch);
@@ -314,7 +317,11 @@ Deno.test("OTLP export: request and job spans carry the ids of the log lines", a
   const job = defineJob({ type: "exported", schema: z.object({}), handler: () => {} });
   const background: Promise<unknown>[] = [];
   const lines: Record<string, unknown>[] = [];
-  const env = { SUPABASE_DB_URL: db.url, OTEL_EXPORTER_OTLP_ENDPOINT: collector.url };
+  const env = {
+    SUPABASE_DB_URL: db.url,
+    OTEL_EXPORTER_OTLP_ENDPOINT: collector.url,
+    ACCESS_LOG: "on", // the test reads the request span id off the access line
+  };
   const fn = defineFunction({
     name: "exported",
     auth: "none",
