@@ -125,7 +125,7 @@ export class CpuWatch {
     if (now === null) return () => {};
     const request = this.#ledger.open(label, now);
     if (this.#timer === null) {
-      const timer = setInterval(() => this.#check(), SAMPLE_MS);
+      const timer = setInterval(() => this.check(), SAMPLE_MS);
       Deno.unrefTimer(timer);
       this.#timer = timer;
     }
@@ -144,7 +144,8 @@ export class CpuWatch {
     this.#timer = null;
   }
 
-  #check(): void {
+  /** Samples the process now and judges its requests (the sampling timer calls this). */
+  check(): void {
     const now = this.readCpuMs(this.pid);
     if (now === null) return this.stop(); // the process is gone
     this.#ledger.sample(now);
