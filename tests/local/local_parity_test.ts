@@ -158,14 +158,35 @@ Deno.test("[edge_runtime]: both policies parse, unknown ones are refused; secret
   });
 });
 
-/** A project with only the `worker` fixture, under `policy`. */
+/** A project with only the `worker` fixture, under `policy`, with two secrets. */
 const policyProject = (policy: string) =>
   fixtureCopy(
     "parity_project",
     ["worker"],
-    `[edge_runtime]\npolicy = "${policy}"`,
+    `[edge_runtime]\npolicy = "${policy}"\n` +
+      `[edge_runtime.secrets]\nFROM_HOST = "env(PARITY_HOST_VALUE)"\nLITERAL = "literal"`,
     `[functions.worker]\nverify_jwt = false\n`,
   );
+
+Deno.test("[edge_runtime.secrets] reach the function process; env() is read from the host", async () => {
+  await using project = await policyProject("per_worker");
+  await using s = await startFixtureStack(project.path, [], { PARITY_HOST_VALUE: "from-host" });
+  for (const [name, value] of [["FROM_HOST", "from-host"], ["LITERAL", "literal"]]) {
+    const body = await (await fetch(`${s.fn}/worker?env=${name}`)).json();
+    assert.equal(body.env, value, name);
+  }
+});
+
+Deno.test("gateway: traceparent and tracestate reach the function unchanged", async () => {
+  await using project = await policyProject("per_worker");
+  await using s = await startFixtureStack(project.path);
+  const traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+  const tracestate = "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7";
+  const res = await fetch(`${s.fn}/worker`, { headers: { traceparent, tracestate } });
+  const body = await res.json();
+  assert.equal(body.traceparent, traceparent);
+  assert.equal(body.tracestate, tracestate);
+});
 
 Deno.test("[edge_runtime] policy: per_worker serves requests from one worker", async () => {
   await using project = await policyProject("per_worker");
