@@ -6,7 +6,7 @@
  * in-process fallback that only warns where /proc is missing.
  */
 import assert from "node:assert/strict";
-import fc from "npm:fast-check@3";
+import fc from "npm:fast-check@4";
 import {
   type ChargedRequest,
   CpuLedger,
