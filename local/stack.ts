@@ -84,6 +84,7 @@ export async function startStack(options: DevOptions, deps: StackDeps): Promise<
     env: await functionEnv(envOptions),
     cwd: options.workdir,
     limits: config.limits,
+    policy: config.edgeRuntime.policy,
     log: (line) => hold.log(line),
   });
   let ready = false;
@@ -161,7 +162,10 @@ function startFunctions(
     const names = specs.map((s) => s.name).join(", ") || "none";
     log(
       `functions: ${names} started (${seconds(performance.now() - started)})` +
-        (failed.length ? `; FAILED: ${failed.map((s) => s.name).join(", ")}` : ""),
+        (failed.length ? `; FAILED: ${failed.map((s) => s.name).join(", ")}` : "") +
+        (config.edgeRuntime.policy === "oneshot"
+          ? `; [edge_runtime] policy = "oneshot": a new worker per request`
+          : ""),
     );
   })();
   // Awaited later; a database failure first must not leave it unhandled.
@@ -270,7 +274,8 @@ async function startWatcher(
           const env = await readEnv(config);
           const envChanged = pool.setEnv(env);
           const limitsChanged = pool.setLimits(config.limits);
-          const reload = envChanged || limitsChanged ? "all" : affected;
+          const policyChanged = pool.setPolicy(config.edgeRuntime.policy);
+          const reload = envChanged || limitsChanged || policyChanged ? "all" : affected;
           await pool.sync(specs, reload);
           const what = reload === "all" ? "all functions" : [...reload].join(", ");
           log(`reloaded ${what} (${seconds(performance.now() - started)})`);

@@ -17,7 +17,7 @@ import {
   parseHostLimits,
   watchLimits,
 } from "./host_limits.ts";
-import { EdgeRuntimeEmulation } from "./host_runtime.ts";
+import { EdgeRuntimeEmulation, parseHostCommand, type UnloadReason } from "./host_runtime.ts";
 import { installSandboxMessages, unreachableImportLine } from "./host_sandbox.ts";
 
 /** Printed on stdout, followed by the port, once the function listens. */
@@ -73,7 +73,9 @@ async function main(): Promise<void> {
   installSandboxMessages();
   const handler = await load(name, entrypoint);
   let inflight = 0;
-  const measured = measureCpu(name, limits, handler);
+  // Where the gateway samples this process's CPU time it also ends it at the limit; where it
+  // cannot (no /proc), the request's CPU is measured here and only warned about.
+  const measured = limits.cpuEnforcedByGateway ? handler : measureCpu(name, limits, handler);
   const server = serve({
     hostname: "127.0.0.1",
     port: 0,
@@ -86,9 +88,30 @@ async function main(): Promise<void> {
       inflight--;
     }
   });
-  // The gateway holds our stdin open; EOF means it is gone, so do not linger as an orphan.
+  let stopping = false;
+  const stop = async (reason: UnloadReason) => {
+    if (stopping) return;
+    stopping = true;
+    console.log(STOPPING_MARKER);
+    runtime.beforeunload(reason);
+    // Finish in-flight requests and background work, as the runtime does on shutdown.
+    await server.shutdown();
+    await runtime.settled();
+    Deno.exit(0);
+  };
+  // The gateway's commands arrive on stdin; EOF means it is gone, so do not linger as an orphan.
   (async () => {
-    for await (const _ of Deno.stdin.readable) { /* nothing is sent */ }
+    let buffer = "";
+    for await (const chunk of Deno.stdin.readable.pipeThrough(new TextDecoderStream())) {
+      buffer += chunk;
+      let nl;
+      while ((nl = buffer.indexOf("\n")) !== -1) {
+        const command = parseHostCommand(buffer.slice(0, nl));
+        buffer = buffer.slice(nl + 1);
+        if (command?.kind === "beforeunload") runtime.beforeunload(command.reason);
+        else if (command?.kind === "retire") void stop(command.reason);
+      }
+    }
     Deno.exit(0);
   })();
   watchLimits(name, limits, runtime, () => inflight > 0 || runtime.pendingCount > 0, (
@@ -99,19 +122,10 @@ async function main(): Promise<void> {
     console.log(`${LIMIT_MARKER}${JSON.stringify({ reason, message, quiet })}`);
     Deno.exit(LIMIT_EXIT); // Deno dispatches unload
   });
-  let stopping = false;
-  const stop = async () => {
-    if (stopping) return;
-    stopping = true;
-    console.log(STOPPING_MARKER);
-    runtime.beforeunload("termination");
-    // Finish in-flight requests and background work, as the runtime does on shutdown.
-    await server.shutdown();
-    await runtime.settled();
-    Deno.exit(0);
-  };
   // SIGINT too: a Ctrl-C or a supervisor may signal the whole process group at once.
-  for (const signal of ["SIGTERM", "SIGINT"] as const) Deno.addSignalListener(signal, stop);
+  for (const signal of ["SIGTERM", "SIGINT"] as const) {
+    Deno.addSignalListener(signal, () => void stop("termination"));
+  }
 }
 
 if (import.meta.main) await main();

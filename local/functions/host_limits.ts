@@ -1,9 +1,10 @@
 /**
  * The hosted runtime's limits, inside a function process: memory (heap +
  * external, sampled; V8's own heap cap, set by the parent, catches what a
- * sample misses), the worker's wall clock, and CPU time per request (measured
- * and warned about; a synchronous loop cannot be interrupted from its own
- * thread, so it is not cut off locally).
+ * sample misses) and the worker's wall clock. CPU time per request is
+ * enforced by the gateway (cpu_limit.ts: a synchronous loop cannot be
+ * interrupted from its own thread); where the gateway cannot sample another
+ * process's CPU time, it is measured here and only warned about.
  */
 import process from "node:process";
 import type { EdgeRuntimeEmulation } from "./host_runtime.ts";
@@ -13,6 +14,8 @@ export interface HostLimits {
   memoryMb: number;
   wallClockMs: number;
   cpuMsPerRequest: number;
+  /** The gateway samples this process's CPU and ends it at the limit (else: measure, warn). */
+  cpuEnforcedByGateway: boolean;
 }
 
 /** Printed on stdout, followed by JSON `{ reason, message, quiet }`, before a limit ends the worker. */
@@ -29,7 +32,10 @@ const SAMPLE_MS = 50;
 export function parseHostLimits(raw: string | undefined): HostLimits {
   const parsed = JSON.parse(raw ?? "null") as Partial<HostLimits> | null;
   const ok = (n: unknown) => typeof n === "number" && Number.isFinite(n) && n > 0;
-  if (!parsed || !ok(parsed.memoryMb) || !ok(parsed.wallClockMs) || !ok(parsed.cpuMsPerRequest)) {
+  if (
+    !parsed || !ok(parsed.memoryMb) || !ok(parsed.wallClockMs) || !ok(parsed.cpuMsPerRequest) ||
+    typeof parsed.cpuEnforcedByGateway !== "boolean"
+  ) {
     throw new Error(`host: bad limits argument ${raw}`);
   }
   return parsed as HostLimits;
@@ -96,7 +102,11 @@ export function watchLimits(
   Deno.unrefTimer(timer);
 }
 
-/** Wraps a handler to measure each request's CPU time and warn past the limit. */
+/**
+ * Wraps a handler to measure each request's CPU time and warn past the limit
+ * (the fallback where the gateway cannot enforce it; with concurrent requests
+ * each is charged all the process's CPU during its own span: an upper bound).
+ */
 export function measureCpu<A extends unknown[]>(
   name: string,
   limits: HostLimits,

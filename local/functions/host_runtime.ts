@@ -10,6 +10,34 @@
 /** Why a worker is about to end, as the hosted runtime names it. */
 export type UnloadReason = "cpu" | "memory" | "wall_clock" | "early_drop" | "termination";
 
+const UNLOAD_REASONS: ReadonlySet<string> = new Set<UnloadReason>([
+  "cpu",
+  "memory",
+  "wall_clock",
+  "early_drop",
+  "termination",
+]);
+
+/**
+ * What the gateway tells a function process, one line each on its stdin:
+ * `beforeunload <reason>` (a limit is near) or `retire <reason>` (fire
+ * beforeunload, finish in-flight requests and waitUntil work, then exit).
+ */
+export type HostCommand = { kind: "beforeunload" | "retire"; reason: UnloadReason };
+
+/** The stdin line of a command. */
+export function hostCommandLine(command: HostCommand): string {
+  return `${command.kind} ${command.reason}\n`;
+}
+
+/** Parses one stdin line; null for anything else. */
+export function parseHostCommand(line: string): HostCommand | null {
+  const [kind, reason, extra] = line.trim().split(" ");
+  if (extra !== undefined || !reason || !UNLOAD_REASONS.has(reason)) return null;
+  if (kind !== "beforeunload" && kind !== "retire") return null;
+  return { kind, reason: reason as UnloadReason };
+}
+
 /** Background work and lifecycle events of one function process. */
 export class EdgeRuntimeEmulation {
   readonly #pending = new Set<Promise<unknown>>();

@@ -2,9 +2,11 @@
  * The set of running functions: starts one process per function, restarts a
  * crashed one on its next request, and hot-reloads by starting the new
  * process first and retiring the old one once its in-flight requests finish.
+ * Under `[edge_runtime] policy = "oneshot"` every request gets a process of
+ * its own, which retires itself once the response is sent (process.ts).
  */
 import { sameSpec, type ServedFunction } from "./registry.ts";
-import type { FunctionLimits } from "../project/mod.ts";
+import type { EdgeRuntimePolicy, FunctionLimits } from "../project/mod.ts";
 import { FunctionProcess, type SpawnOptions } from "./process.ts";
 
 /** The outcome of asking for a function's process. */
@@ -49,6 +51,13 @@ export class FunctionPool {
     return !same;
   }
 
+  /** Sets the policy for processes started from now on; true when it changed. */
+  setPolicy(policy: EdgeRuntimePolicy): boolean {
+    const changed = this.options.policy !== policy;
+    this.options.policy = policy;
+    return changed;
+  }
+
   /** Names of the functions being served. */
   get names(): string[] {
     return [...this.#specs.keys()];
@@ -69,6 +78,18 @@ export class FunctionPool {
     const previous = this.#current.get(spec.name);
     this.#current.set(spec.name, next);
     if (previous) this.#retire(previous);
+    return next;
+  }
+
+  /**
+   * A new current process under oneshot. The previous one is not stopped: it
+   * is serving (or has served) its own request and retires itself after it;
+   * it is only tracked, so close() can stop it.
+   */
+  #spawnOneshot(spec: ServedFunction, previous: FunctionProcess): FunctionProcess {
+    const next = new FunctionProcess(spec, this.options);
+    this.#current.set(spec.name, next);
+    this.#retiring.set(previous, previous.ended.finally(() => this.#retiring.delete(previous)));
     return next;
   }
 
@@ -108,7 +129,13 @@ export class FunctionPool {
     if (!spec || this.#closed) return { kind: "unknown" };
     let process = this.#current.get(name)!;
     if (process.state === "crashed") this.options.log(`[${name}] restarting`);
-    if (process.state === "crashed" || process.state === "stopped" || process.retiring) {
+    const usable = !(process.state === "crashed" || process.state === "stopped" ||
+      process.retiring);
+    if (this.options.policy === "oneshot") {
+      if (!usable) process = this.#spawnOneshot(spec, process);
+      // This request's own worker: the next request gets a new one.
+      process.retiring = true;
+    } else if (!usable) {
       process = this.#spawn(spec);
     }
     try {

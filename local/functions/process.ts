@@ -1,14 +1,24 @@
 /**
  * One function running in its own Deno process (local/functions/host.ts) on a
  * private loopback port. Tracks requests in flight so a hot reload can let
- * them finish on the old process while new ones go to the new process.
+ * them finish on the old process while new ones go to the new process, charges
+ * them the process's CPU time (cpu_limit.ts) and, under `policy = "oneshot"`,
+ * retires the process once its one request is answered.
  */
 import { join } from "node:path";
 import { waitAtMost } from "../common/mod.ts";
-import type { FunctionLimits } from "../project/mod.ts";
+import type { EdgeRuntimePolicy, FunctionLimits } from "../project/mod.ts";
+import { type ChargedRequest, CPU_SAMPLING_AVAILABLE, CpuWatch } from "./cpu_limit.ts";
 import type { ServedFunction } from "./registry.ts";
 import { IMPORT_FAILED, READY_MARKER, STOPPING_MARKER } from "./host.ts";
-import { type HostLimits, LIMIT_EXIT, LIMIT_MARKER, RETIRING_MARKER } from "./host_limits.ts";
+import {
+  BEFOREUNLOAD_AT,
+  type HostLimits,
+  LIMIT_EXIT,
+  LIMIT_MARKER,
+  RETIRING_MARKER,
+} from "./host_limits.ts";
+import { type HostCommand, hostCommandLine } from "./host_runtime.ts";
 import { importMapFlags } from "./import_map.ts";
 import { permissionFlags } from "./sandbox.ts";
 
@@ -17,12 +27,25 @@ const HOST = join(import.meta.dirname!, "host.ts");
 /** Lifecycle of a function process. */
 export type ProcessState = "starting" | "ready" | "failed" | "crashed" | "stopped";
 
+/** A hosted-runtime limit that ended a worker (the `beforeunload` reason it carries). */
+export type LimitReason = "memory" | "wall_clock" | "cpu";
+
+/** Why a limit ended a worker: the reason and the line the log got. */
+export interface LimitEnd {
+  reason: LimitReason;
+  message: string;
+  /** Nothing worth logging (an idle worker past its wall clock). */
+  quiet: boolean;
+}
+
 /** How to spawn function processes. */
 export interface SpawnOptions {
   env: Record<string, string>;
   cwd: string;
   /** The hosted runtime's limits (config.toml `[local.limits]`, else the platform's). */
   limits: FunctionLimits;
+  /** config.toml `[edge_runtime] policy`: one process per function, or one per request. */
+  policy: EdgeRuntimePolicy;
   log: (line: string) => void;
 }
 
@@ -40,6 +63,7 @@ export function functionArgs(
     memoryMb: limits.memoryMb,
     wallClockMs: limits.wallClockMs,
     cpuMsPerRequest: limits.cpuMsPerRequest,
+    cpuEnforcedByGateway: CPU_SAMPLING_AVAILABLE,
   };
   return [
     "run",
@@ -75,13 +99,22 @@ export class FunctionProcess {
   inflight = 0;
   readonly ready: Promise<void>;
   readonly exited: Promise<Deno.CommandStatus>;
+  /** Resolves once the exit is fully handled (its last lines read, its state final). */
+  readonly ended: Promise<void>;
   readonly #child: Deno.ChildProcess;
+  readonly #stdin: WritableStreamDefaultWriter<Uint8Array>;
+  readonly #cpu: CpuWatch | null;
+  readonly #options: SpawnOptions;
+  #limit: LimitEnd | null = null;
+  /** Told to retire itself (oneshot, after its request): it exits once its work is done. */
+  #selfRetiring = false;
   readonly #tail: string[] = [];
   #idle: (() => void)[] = [];
   /** Near its wall clock: new requests should go to a new process. */
   retiring = false;
 
   constructor(readonly spec: ServedFunction, options: SpawnOptions) {
+    this.#options = options;
     // The process's /tmp: private, so it cannot read what else this machine keeps in /tmp.
     const scratchDir = Deno.makeTempDirSync({ prefix: `starter-fn-${spec.name}-` });
     this.#child = new Deno.Command(Deno.execPath(), {
@@ -96,6 +129,8 @@ export class FunctionProcess {
       detached: true,
     }).spawn();
     this.exited = this.#child.status;
+    this.#stdin = this.#child.stdin.getWriter();
+    this.#stdin.closed.catch(() => {}); // a write after exit fails; never unhandled
     const cleanUp = () => Deno.remove(scratchDir, { recursive: true }).catch(() => {});
     this.exited.then(cleanUp, cleanUp);
     let onReady!: () => void;
@@ -104,7 +139,6 @@ export class FunctionProcess {
     this.ready.catch(() => {}); // observed by callers; never an unhandled rejection
     const prefix = `[${spec.name}] `;
     let stopRequested = false;
-    let limit: { reason: string; message: string; quiet: boolean } | null = null;
     let outOfMemory = false;
     const onLine = (line: string) => {
       if (line === STOPPING_MARKER) {
@@ -116,17 +150,20 @@ export class FunctionProcess {
         return;
       }
       if (line.startsWith(LIMIT_MARKER)) {
-        limit = JSON.parse(line.slice(LIMIT_MARKER.length));
-        if (!limit!.quiet) options.log(prefix + limit!.message);
+        const limit: LimitEnd = JSON.parse(line.slice(LIMIT_MARKER.length));
+        this.#limit ??= limit;
+        this.retiring = true;
+        if (!limit.quiet) options.log(prefix + limit.message);
         return;
       }
       if (outOfMemory) return; // V8's stack dump after the line below says nothing more
       if (V8_OUT_OF_MEMORY.test(line)) {
         outOfMemory = true;
-        options.log(
-          `${prefix}function "${spec.name}" exceeded the memory limit (V8 heap capped at ` +
-            `${options.limits.memoryMb} MB): worker ended, as the hosted runtime ends it`,
-        );
+        const message = `function "${spec.name}" exceeded the memory limit (V8 heap capped at ` +
+          `${options.limits.memoryMb} MB): worker ended, as the hosted runtime ends it`;
+        this.#limit ??= { reason: "memory", message, quiet: false };
+        this.retiring = true;
+        options.log(prefix + message);
         return;
       }
       if (line.startsWith(READY_MARKER)) {
@@ -140,8 +177,10 @@ export class FunctionProcess {
       options.log(prefix + line);
     };
     const pumps = [this.#child.stdout, this.#child.stderr].map((s) => pumpLines(s, onLine));
-    this.exited.then(() => this.#child.stdin.close().catch(() => {}));
-    this.exited.then(async (status) => {
+    this.exited.then(() => this.#stdin.close().catch(() => {}));
+    this.#cpu = CPU_SAMPLING_AVAILABLE ? this.#watchCpu(options.limits.cpuMsPerRequest) : null;
+    this.exited.then(() => this.#cpu?.stop());
+    this.ended = this.exited.then(async (status) => {
       // Mark a crash at once, so the gateway's answer to the request it killed says so.
       const wasReady = this.state === "ready";
       if (wasReady) this.state = "crashed";
@@ -151,9 +190,9 @@ export class FunctionProcess {
         const why = status.code === IMPORT_FAILED ? "its module failed to load" : "it exited";
         options.log(`${prefix}failed to start: ${why} (exit code ${status.code})`);
         onFail(new FunctionStartError(spec.name, this.#tail.join("\n")));
-      } else if (wasReady && (limit || outOfMemory)) {
+      } else if (wasReady && this.#limit) {
         // Already said why (or nothing to say: an idle worker past its wall clock).
-        this.state = status.code === LIMIT_EXIT && limit?.quiet ? "stopped" : "crashed";
+        this.state = status.code === LIMIT_EXIT && this.#limit.quiet ? "stopped" : "crashed";
       } else if (wasReady && stopRequested) {
         // Asked to stop (by us or by a signal to the whole group): a normal end, not news.
         this.state = "stopped";
@@ -170,21 +209,71 @@ export class FunctionProcess {
     return this.#child.pid;
   }
 
+  /** The limit that ended (or is ending) this worker, if one did. */
+  get limitEnd(): LimitEnd | null {
+    return this.#limit;
+  }
+
+  /** The per-request CPU limit, watched from outside (a busy loop cannot watch itself). */
+  #watchCpu(limitMs: number): CpuWatch {
+    const prefix = `[${this.spec.name}] `;
+    return new CpuWatch(this.#child.pid, limitMs, BEFOREUNLOAD_AT, {
+      nearLimit: () => this.#send({ kind: "beforeunload", reason: "cpu" }),
+      overLimit: (request: ChargedRequest) => {
+        const message =
+          `function "${this.spec.name}" exceeded the CPU time limit (${request.label} ` +
+          `used ${Math.round(request.chargedMs)} ms of CPU, limit ${limitMs} ms per request): ` +
+          `worker ended with reason "cpu", as the hosted runtime ends it`;
+        this.#limit ??= { reason: "cpu", message, quiet: false };
+        this.retiring = true;
+        this.#options.log(prefix + message);
+        // Not SIGTERM: a busy loop never runs the handler that would drain it.
+        try {
+          this.#child.kill("SIGKILL");
+        } catch { /* already exited */ }
+      },
+    });
+  }
+
+  /** Writes a command on the process's stdin (ignored once it has exited). */
+  #send(command: HostCommand): void {
+    this.#stdin.write(new TextEncoder().encode(hostCommandLine(command))).catch(() => {});
+  }
+
   /** The last lines the process printed (for start-up failures). */
   get output(): string {
     return this.#tail.join("\n");
   }
 
-  /** Counts a request in flight; call the returned function when its response is done. */
-  begin(): () => void {
+  /**
+   * Counts a request in flight (`label`, e.g. `GET /name`, names it in the CPU
+   * limit's log line); call the returned function when its response is done.
+   */
+  begin(label = "a request"): () => void {
     this.inflight++;
+    const endCpu = this.#cpu?.begin(label);
     let done = false;
     return () => {
       if (done) return;
       done = true;
+      endCpu?.();
       this.inflight--;
-      if (this.inflight === 0) this.#notifyIdle();
+      if (this.inflight === 0) {
+        if (this.#options.policy === "oneshot") this.retireSelf("early_drop");
+        this.#notifyIdle();
+      }
     };
+  }
+
+  /**
+   * Takes no new requests and tells the process to retire itself: beforeunload
+   * with `reason`, then in-flight requests and waitUntil work finish, then unload.
+   */
+  retireSelf(reason: "early_drop"): void {
+    this.retiring = true;
+    if (this.#selfRetiring || this.state !== "ready") return;
+    this.#selfRetiring = true;
+    this.#send({ kind: "retire", reason });
   }
 
   #notifyIdle(): void {
@@ -218,6 +307,8 @@ export class FunctionProcess {
   /** Lets in-flight requests finish (at most `maxWaitMs`), then stops. */
   async retire(maxWaitMs: number): Promise<void> {
     await waitAtMost(this.idle(), maxWaitMs);
+    // One retiring itself also finishes its waitUntil work first, bounded the same way.
+    if (this.#selfRetiring) await waitAtMost(this.exited, maxWaitMs);
     await this.stop();
   }
 }

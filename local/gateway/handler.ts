@@ -130,25 +130,9 @@ async function toFunction(
     }, requestId);
   }
   const name = decoded.split("/")[0] ?? "";
-  const acquired = await deps.pool.acquire(name);
-  if (acquired.kind === "unknown") {
-    return gatewayProblem({
-      status: 404,
-      code: "function_not_found",
-      title: "Not Found",
-      detail: `no function named "${name}" (see supabase/functions and config.toml)`,
-    }, requestId);
-  }
-  if (acquired.kind === "failed") {
-    return gatewayProblem({
-      status: 503,
-      code: "function_unavailable",
-      title: "Service Unavailable",
-      detail: `function "${name}" failed to start; see the dev server log`,
-      headers: { "retry-after": "1" },
-    }, requestId);
-  }
-  const spec = acquired.process.spec;
+  const spec = deps.pool.spec(name);
+  if (!spec) return functionNotFound(name, requestId);
+  // Before a worker is taken, as the platform checks the JWT before it boots one.
   if (spec.verifyJwt && req.method !== "OPTIONS") {
     const gate = await verifyJwt(req);
     if (!gate.ok) {
@@ -160,10 +144,30 @@ async function toFunction(
       }, requestId);
     }
   }
+  const acquired = await deps.pool.acquire(name);
+  if (acquired.kind === "unknown") return functionNotFound(name, requestId);
+  if (acquired.kind === "failed") {
+    return gatewayProblem({
+      status: 503,
+      code: "function_unavailable",
+      title: "Service Unavailable",
+      detail: `function "${name}" failed to start; see the dev server log`,
+      headers: { "retry-after": "1" },
+    }, requestId);
+  }
   return await proxyToFunction(req, acquired.process, {
     pathAndQuery: `/${rest}${url.search}`,
     timeoutMs: deps.functionTimeoutMs,
     requestId,
     streaming,
   });
+}
+
+function functionNotFound(name: string, requestId: string): Response {
+  return gatewayProblem({
+    status: 404,
+    code: "function_not_found",
+    title: "Not Found",
+    detail: `no function named "${name}" (see supabase/functions and config.toml)`,
+  }, requestId);
 }

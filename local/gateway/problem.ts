@@ -19,7 +19,7 @@ export interface GatewayProblem {
 /** Headers every gateway answer carries, so browsers can read its errors too. */
 const GATEWAY_CORS_HEADERS: Readonly<Record<string, string>> = {
   "access-control-allow-origin": "*",
-  "access-control-expose-headers": "X-Request-Id, Retry-After",
+  "access-control-expose-headers": "X-Request-Id, Retry-After, sb-error-code",
 };
 
 /** Builds an `application/problem+json` response carrying the request id. */

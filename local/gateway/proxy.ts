@@ -1,7 +1,8 @@
 /**
  * Forwards one request to a function process and streams both bodies through.
  * Maps the failures the gateway itself sees: a request body the client failed
- * to deliver (400), no response within the timeout (504) and a process that
+ * to deliver (400), no response within the timeout (504), a worker ended by a
+ * hosted-runtime limit (546, as the platform answers) and a process that
  * died or reset the connection (502).
  */
 import { errorMessage, waitAtMost } from "../common/mod.ts";
@@ -85,7 +86,7 @@ export async function proxyToFunction(
   process: FunctionProcess,
   options: ProxyOptions,
 ): Promise<Response> {
-  const release = process.begin();
+  const release = process.begin(`${req.method} ${options.pathAndQuery.split("?")[0]}`);
   // A client that leaves mid-stream cancels the body below, which closes the
   // upstream connection; req.signal is not used because in Deno.serve's legacy
   // mode it also fires on every successful response.
@@ -183,8 +184,20 @@ async function failureProblem(
       detail: `function "${name}" sent no response within ${options.timeoutMs} ms`,
     }, options.requestId);
   }
-  // Give the exit notification a moment so the log says "crashed" first.
-  await waitAtMost(process.exited, 250);
+  // Give the exit notification a moment so the log says why first (a limit's line, or crashed).
+  await waitAtMost(process.ended, 1000);
+  const limit = process.limitEnd;
+  if (limit) {
+    // The platform's answer when a limit ends the worker: 546 with sb-error-code
+    // WORKER_RESOURCE_LIMIT (named WORKER_LIMIT before 2026).
+    return gatewayProblem({
+      status: 546,
+      code: "worker_resource_limit",
+      title: "Resource Limit",
+      detail: `${limit.message} (limit "${limit.reason}"; raise it in config.toml [local.limits])`,
+      headers: { "sb-error-code": "WORKER_RESOURCE_LIMIT" },
+    }, options.requestId);
+  }
   const crashed = process.state === "crashed";
   return gatewayProblem({
     status: 502,

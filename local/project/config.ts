@@ -23,10 +23,16 @@ export interface FunctionConfig {
   importMap?: string;
 }
 
+/**
+ * `[edge_runtime] policy`, as the edge runtime applies it: `per_worker` keeps
+ * a worker for many requests (until a limit or a reload retires it); `oneshot`
+ * starts a fresh worker for each request and retires it after the response.
+ */
+export type EdgeRuntimePolicy = "per_worker" | "oneshot";
+
 /** `[edge_runtime]`: how the CLI's runtime serves functions. */
 export interface EdgeRuntimeConfig {
-  /** Only `per_worker` is served locally; `oneshot` is refused at load (see {@link parseProjectConfig}). */
-  policy: "per_worker";
+  policy: EdgeRuntimePolicy;
   /** `[edge_runtime.secrets]`, `env(NAME)` references kept as written (resolved by the functions' env). */
   secrets: Record<string, string>;
 }
@@ -85,14 +91,7 @@ export function parseProjectConfig(text: string, file: string): ProjectConfig {
 
 function parseEdgeRuntime(file: string, t: Record<string, unknown>): EdgeRuntimeConfig {
   const policy = str(file, "[edge_runtime] policy", t.policy) ?? "per_worker";
-  if (policy === "oneshot") {
-    throw new ConfigError(
-      file,
-      `[edge_runtime] policy = "oneshot" is not supported by deno task dev (it serves ` +
-        `per_worker: one process per function, hot reload on); set policy = "per_worker"`,
-    );
-  }
-  if (policy !== "per_worker") {
+  if (policy !== "per_worker" && policy !== "oneshot") {
     throw new ConfigError(file, `[edge_runtime] policy must be "per_worker" or "oneshot"`);
   }
   const secrets: Record<string, string> = {};

@@ -266,6 +266,7 @@ Deno.test("local gateway: every answer of its own is a problem in the shared voc
       env: {},
       cwd: dir.path,
       limits: PLATFORM_LIMITS,
+      policy: "per_worker",
       log: () => {},
     });
     const gateway = createGateway({ ...base, pool, isReady: () => false });
@@ -280,6 +281,7 @@ Deno.test("local gateway: every answer of its own is a problem in the shared voc
       env: {},
       cwd: `${dir.path}/missing`,
       limits: PLATFORM_LIMITS,
+      policy: "per_worker",
       log: () => {},
     });
     await pool.sync([{

@@ -2,14 +2,15 @@
  * Production parity of `deno task dev` (docs/local-stack.md, "Same rules as
  * deployed"): each level of the CLI's import map precedence, the hosted
  * runtime's permissions, `EdgeRuntime.waitUntil` and the worker events on
- * shutdown, and config.toml's [edge_runtime]. Real function processes on the
- * fixture project tests/fixtures/parity_project.
+ * shutdown, and config.toml's [edge_runtime] (policy `per_worker` keeps a
+ * worker, `oneshot` gives each request its own). Real function processes on
+ * the fixture project tests/fixtures/parity_project.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { discoverFunctions, importMapFlags, resolveImportMap } from "../../local/functions/mod.ts";
 import { ConfigError, loadProjectConfig, parseProjectConfig } from "../../local/project/mod.ts";
-import { fixtureProject, startFixtureStack } from "./support/fixture_stack.ts";
+import { fixtureCopy, fixtureProject, startFixtureStack } from "./support/fixture_stack.ts";
 
 const PARITY = fixtureProject("parity_project");
 const FLAG_MAP = join(PARITY, "flag_map.json");
@@ -138,17 +139,14 @@ Deno.test("events: shutdown fires beforeunload (termination), finishes waitUntil
   }
 });
 
-Deno.test("[edge_runtime]: policy oneshot and unknown policies are refused; secrets are read", () => {
-  assert.throws(
-    () => parseProjectConfig(`[edge_runtime]\npolicy = "oneshot"\n`, "c.toml"),
-    (e: unknown) =>
-      e instanceof ConfigError && /policy = "oneshot" is not supported by deno task dev/.test(
-        e.message,
-      ),
-  );
+Deno.test("[edge_runtime]: both policies parse, unknown ones are refused; secrets are read", () => {
+  assert.equal(parseProjectConfig("", "c.toml").edgeRuntime.policy, "per_worker");
+  const oneshot = parseProjectConfig(`[edge_runtime]\npolicy = "oneshot"\n`, "c.toml");
+  assert.equal(oneshot.edgeRuntime.policy, "oneshot");
   assert.throws(
     () => parseProjectConfig(`[edge_runtime]\npolicy = "pooled"\n`, "c.toml"),
-    /policy must be "per_worker" or "oneshot"/,
+    (e: unknown) =>
+      e instanceof ConfigError && /policy must be "per_worker" or "oneshot"/.test(e.message),
   );
   const config = parseProjectConfig(
     `[edge_runtime]\npolicy = "per_worker"\n[edge_runtime.secrets]\nA = "env(HOST_A)"\nB = "b"\n`,
@@ -157,6 +155,84 @@ Deno.test("[edge_runtime]: policy oneshot and unknown policies are refused; secr
   assert.deepEqual(config.edgeRuntime, {
     policy: "per_worker",
     secrets: { A: "env(HOST_A)", B: "b" },
+  });
+});
+
+/** A project with only the `worker` fixture, under `policy`, with two secrets. */
+const policyProject = (policy: string) =>
+  fixtureCopy(
+    "parity_project",
+    ["worker"],
+    `[edge_runtime]\npolicy = "${policy}"\n` +
+      `[edge_runtime.secrets]\nFROM_HOST = "env(PARITY_HOST_VALUE)"\nLITERAL = "literal"`,
+    `[functions.worker]\nverify_jwt = false\n`,
+  );
+
+Deno.test("[edge_runtime.secrets] reach the function process; env() is read from the host", async () => {
+  await using project = await policyProject("per_worker");
+  await using s = await startFixtureStack(project.path, [], { PARITY_HOST_VALUE: "from-host" });
+  for (const [name, value] of [["FROM_HOST", "from-host"], ["LITERAL", "literal"]]) {
+    const body = await (await fetch(`${s.fn}/worker?env=${name}`)).json();
+    assert.equal(body.env, value, name);
+  }
+});
+
+Deno.test("gateway: traceparent and tracestate reach the function unchanged", async () => {
+  await using project = await policyProject("per_worker");
+  await using s = await startFixtureStack(project.path);
+  const traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+  const tracestate = "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7";
+  const res = await fetch(`${s.fn}/worker`, { headers: { traceparent, tracestate } });
+  const body = await res.json();
+  assert.equal(body.traceparent, traceparent);
+  assert.equal(body.tracestate, tracestate);
+});
+
+Deno.test("[edge_runtime] policy: per_worker serves requests from one worker", async () => {
+  await using project = await policyProject("per_worker");
+  await using s = await startFixtureStack(project.path);
+  const ids = [];
+  for (let i = 0; i < 3; i++) ids.push((await (await fetch(`${s.fn}/worker`)).json()).worker);
+  const [one, two] = await Promise.all([1, 2].map(() => fetch(`${s.fn}/worker`)));
+  ids.push((await one!.json()).worker, (await two!.json()).worker);
+  assert.equal(new Set(ids).size, 1, ids.join(", "));
+  assert.ok(!s.logs.some((l) => /event (beforeunload|unload)/.test(l)), s.logs.join("\n"));
+});
+
+Deno.test("[edge_runtime] policy: oneshot gives each request a fresh worker, retired after it (early_drop)", async (t) => {
+  await using project = await policyProject("oneshot");
+  await using s = await startFixtureStack(project.path);
+  assert.ok(s.logs.some((l) => /policy = "oneshot": a new worker per request/.test(l)));
+  const worker = async (query = "") => {
+    const res = await fetch(`${s.fn}/worker${query}`);
+    assert.equal(res.status, 200, s.logs.slice(-10).join("\n"));
+    return (await res.json()).worker as string;
+  };
+  const first = await worker("?wait=200");
+  await t.step("the next request gets another worker", async () => {
+    const second = await worker();
+    assert.notEqual(second, first);
+  });
+  await t.step(
+    "the first one got beforeunload (early_drop), finished waitUntil, then unload",
+    async () => {
+      const unload = await s.waitForLine(new RegExp(`^\\[worker\\] ${first} event unload$`));
+      const mine = s.logs.filter((l) => l.includes(first));
+      const at = (text: string) => mine.findIndex((l) => l.endsWith(text));
+      const before = at(`event beforeunload {"reason":"early_drop"}`);
+      const done = at("waitUntil done");
+      assert.ok(before >= 0 && done > before && mine.indexOf(unload) > done, mine.join("\n"));
+    },
+  );
+  await t.step("concurrent requests each get their own worker", async () => {
+    const ids = await Promise.all([1, 2, 3].map(() => worker()));
+    assert.equal(new Set([...ids, first]).size, 4, ids.join(", "));
+  });
+  await t.step("retiring is a normal end: no crash lines", () => {
+    assert.ok(
+      !s.logs.some((l) => /crashed|exited \(exit code|restarting/.test(l)),
+      s.logs.join("\n"),
+    );
   });
 });
 

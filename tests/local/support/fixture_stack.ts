@@ -20,6 +20,33 @@ export interface FixtureStack extends AsyncDisposable {
 /** A fixture project folder under tests/fixtures. */
 export const fixtureProject = (name: string) => join(PROJECT_ROOT, "tests", "fixtures", name);
 
+/**
+ * A temporary copy of a fixture project with only `functions` (their index.ts)
+ * and its config.toml (or `baseToml` instead) with `extraToml` appended;
+ * removed on dispose.
+ */
+export async function fixtureCopy(
+  project: string,
+  functions: string[],
+  extraToml: string,
+  baseToml?: string,
+): Promise<AsyncDisposable & { path: string }> {
+  const dir = await tempDir(`local-${project}-`);
+  const from = join(fixtureProject(project), "supabase");
+  const to = join(dir.path, "supabase");
+  await Deno.mkdir(join(to, "functions"), { recursive: true });
+  for (const fn of functions) {
+    await Deno.mkdir(join(to, "functions", fn));
+    await Deno.copyFile(
+      join(from, "functions", fn, "index.ts"),
+      join(to, "functions", fn, "index.ts"),
+    );
+  }
+  const config = baseToml ?? await Deno.readTextFile(join(from, "config.toml"));
+  await Deno.writeTextFile(join(to, "config.toml"), `${config}\n${extraToml}\n`);
+  return dir;
+}
+
 /** Starts `deno task dev`'s stack for `workdir` with `args` (no cron, no watch unless asked). */
 export async function startFixtureStack(
   workdir: string,
