@@ -21,9 +21,8 @@
  *   to the N-th, as bench:queue times drains;
  * - append -> handler delay, ours, with a worker running: --latency single events
  *   per round, one at a time, each timed from the append's start to its handler
- *   call. The worker is the bench's minimal LISTEN + claim_batch + ack loop
- *   (bench/workers/events_loop.ts) until the TypeScript subscription runner is on
- *   main; the output says which ran.
+ *   call. The worker is the shipped subscription runner (runSubscriptions, what
+ *   queue-worker calls, in its listen mode); the output says so.
  * Both stores get the same workload: --streams streams (append k goes to stream
  * `bench-${k % streams}`; appenders never share a stream), events of type
  * "bench.event" with data {"i": i, "pad": "x..."} of about --event-bytes bytes of
@@ -143,8 +142,8 @@ const DESCRIBE: Record<Kind, Record<Peer, string>> = {
     emmett: `readMessagesBatch({ after, batchSize: ${READ_BATCH} }) loop, handler per event`,
   },
   latency: {
-    ours: `${LATENCY} single events.append per round, ${LATENCY_GAP} ms apart, worker ` +
-      `claim_batch(${READ_BATCH}); LISTEN events`,
+    ours: `${LATENCY} single events.append per round, ${LATENCY_GAP} ms apart; worker: ` +
+      `runSubscriptions (shipped runner), listen mode, batchSize ${READ_BATCH}`,
     emmett: "-",
   },
 };
@@ -406,7 +405,7 @@ function printResults(ms: Measurement[], templates: Templates) {
         (Object.keys(workerStats).length
           ? `\nworker counters over all rounds: ${
             Object.entries(workerStats).map(([k, v]) => `${k} ${v}`).join(", ")
-          } (re-polls: empty claims right after a notification)`
+          }`
           : ""),
     );
     table(["", "p50", "p99", "max"], [

@@ -19,16 +19,23 @@
  * - read-subscription: a subscription (events.subscribe, untimed) caught up by one
  *   reader: claim_batch(readBatch) -> handler per event -> ack, until n handled.
  * - read-raw: events.read(after, readBatch) in a loop, handler per event.
- * - latency: a worker running (bench/workers/events_loop.ts today; the TypeScript
- *   runner once it is on main), n single events appended one at a time on another
- *   connection, `gapMs` apart; each one's append start -> handler call.
+ * - latency: the shipped subscription runner running (runSubscriptions from
+ *   supabase/functions/_shared/events, the code queue-worker calls, in its listen
+ *   mode: LISTEN events + claim_batch + handler + ack), n single events appended
+ *   one at a time on another connection, `gapMs` apart; each one's append start
+ *   -> handler call. One untimed warm-up event first: the runner is listening and
+ *   its connections are open once it has been handled.
  * Reads report the first and last handler call (clock(), comparable across
  * processes); a read that sees fewer or more than n events, or positions out of
  * order, is an error.
  */
 import postgres from "npm:postgres@3";
+import {
+  defineSubscription,
+  type EventRecord,
+  runSubscriptions,
+} from "../../supabase/functions/_shared/mod.ts";
 import { clock, emit } from "./protocol.ts";
-import { type RunningWorker, startMinimalWorker, type WorkerStart } from "./events_loop.ts";
 
 interface Workload {
   streams: number;
@@ -59,8 +66,61 @@ const TYPE = "bench.event";
 const streamOf = (k: number) => `bench-${k % w.streams}`;
 const dataOf = (i: number) => ({ i, pad });
 
-/** The worker used for append -> handler latency; the real runner replaces this line. */
-const startWorker: WorkerStart = startMinimalWorker;
+/** A running subscription worker: the shipped runner, stopped by `stop()`. */
+interface RunningWorker {
+  readonly describe: string;
+  /** The runner's summary (claimed, handled, ...), after it stopped. */
+  stats(): Record<string, number>;
+  stop(): Promise<void>;
+}
+
+const silent = {
+  debug() {},
+  info() {},
+  warn(msg: string, fields?: Record<string, unknown>) {
+    console.error(msg, JSON.stringify(fields ?? {}));
+  },
+  error(msg: string, fields?: Record<string, unknown>) {
+    console.error(msg, JSON.stringify(fields ?? {}));
+  },
+  child() {
+    return silent;
+  },
+  enabled: () => false,
+};
+
+/** Starts runSubscriptions (listen mode) on `sql` with one subscription. */
+function startRunner(options: {
+  sql: postgres.Sql;
+  subscription: string;
+  batchSize: number;
+  handler: (e: EventRecord) => void;
+}): RunningWorker {
+  const stop = new AbortController();
+  const running = runSubscriptions({
+    sql: options.sql,
+    subscriptions: [
+      defineSubscription({ name: options.subscription, startAt: "now", handler: options.handler }),
+    ],
+    mode: "listen",
+    batchSize: options.batchSize,
+    signal: stop.signal,
+    log: silent,
+  });
+  let summary: Record<string, number> = {};
+  return {
+    describe: "the shipped runner: runSubscriptions (supabase/functions/_shared/events, what " +
+      `queue-worker calls), mode listen (LISTEN events, claim_batch(${options.batchSize}), ` +
+      "handler, ack; re-poll at 1, 2, 4 ... ms after a notification while the event is not " +
+      "yet claimable), default concurrency and lease",
+    stats: () => summary,
+    async stop() {
+      stop.abort();
+      const s = await running;
+      summary = { claimed: s.claimed, handled: s.handled, retried: s.retried };
+    },
+  };
+}
 
 const sql = postgres(cfg.url, {
   max: cfg.mode.startsWith("append") || cfg.mode === "fill" ? w.concurrency : 2,
@@ -164,14 +224,18 @@ async function latency(n: number, gapMs: number) {
   let worker: RunningWorker | null = null;
   const appender = postgres(cfg.url, { max: 1, onnotice: () => {} });
   try {
-    worker = await startWorker({
+    worker = startRunner({
       sql,
       subscription: name,
       batchSize: w.readBatch,
       handler: (e) => pending.get(e.data.k as number)?.(clock()),
     });
     await appender`select 1`;
-    await new Promise((r) => setTimeout(r, 200));
+    // Untimed warm-up: once its handler ran, the runner listens and its connections are open.
+    const warmed = new Promise<number>((r) => pending.set(-1, r));
+    await appender`select events.append('warm-up', ${TYPE}, ${sql.json({ k: -1 })})`;
+    await warmed;
+    pending.delete(-1);
     const samples: number[] = [];
     for (let k = 0; k < n; k++) {
       const handled = new Promise<number>((r) => pending.set(k, r));
@@ -187,7 +251,10 @@ async function latency(n: number, gapMs: number) {
       pending.delete(k);
       await new Promise((r) => setTimeout(r, gapMs));
     }
-    return { type: "result", samples, worker: worker.describe, stats: worker.stats?.() ?? {} };
+    const running = worker;
+    worker = null;
+    await running.stop();
+    return { type: "result", samples, worker: running.describe, stats: running.stats() };
   } finally {
     await worker?.stop();
     await appender.end({ timeout: 1 });

@@ -1,27 +1,30 @@
 /**
  * A subscription worker in its own process, for tests that kill workers
  * (tests/events/events_chaos_test.ts). Usage:
- *   deno run -A tests/events_worker_child.ts <dbUrl> <workerId> <logPath> <leaseMs>
+ *   deno run -A tests/events/support/events_worker_child.ts <dbUrl> <workerId> <logPath> <leaseMs>
+ *     [<batchSize>]
  * Drives three consumers until stdin closes:
  *   chaos-all    every event;        chaos-a  events of type "a";
  *   chaos-model  a projection into public.chaos_model (per stream: count, last version;
  *                an event out of stream order throws, so it would be dead-lettered).
  * Each delivery appends one JSON line to <logPath> (O_APPEND: one total order across
- * processes, consistent with real time) and one byte to stdout (progress for the parent).
+ * processes, consistent with real time) and then `<subscription> <position>\n` to stdout
+ * (progress for the parent). The worker's own log lines go to stderr.
  */
 import postgres from "npm:postgres@3";
 import {
+  createLogger,
   defineProjection,
   defineSubscription,
   type EventRecord,
   runSubscriptions,
 } from "../../../supabase/functions/_shared/mod.ts";
 
-const [url, workerId, logPath, leaseMs] = Deno.args;
-const sql = postgres(url!, { max: 6, onnotice: () => {} });
+const [url, workerId, logPath, leaseMs, batchSize] = Deno.args;
+// Three subscriptions, each with up to `concurrency` projection transactions open.
+const sql = postgres(url!, { max: 16, onnotice: () => {} });
 const log = Deno.openSync(logPath!, { append: true, create: true });
 const encoder = new TextEncoder();
-const dot = encoder.encode(".");
 
 function record(sub: string, e: EventRecord, attempt: number): void {
   const line = JSON.stringify({
@@ -33,7 +36,7 @@ function record(sub: string, e: EventRecord, attempt: number): void {
     w: workerId,
   });
   log.writeSync(encoder.encode(line + "\n"));
-  Deno.stdout.writeSync(dot);
+  Deno.stdout.writeSync(encoder.encode(`${sub} ${e.position}\n`));
 }
 
 const all = defineSubscription({
@@ -72,8 +75,9 @@ await runSubscriptions({
   mode: "listen",
   pollMs: 50,
   leaseMs: Number(leaseMs),
-  batchSize: 100,
+  batchSize: Number(batchSize ?? 100),
   workerId,
   signal: stop.signal,
+  log: createLogger("warn", { workerId }, (_level, line) => console.error(line)),
 });
 await sql.end();

@@ -194,6 +194,55 @@ function parseOtlpEndpoint(raw: string | undefined): string | null {
   return value;
 }
 
+/**
+ * The variable holding the secret of webhook signing key `key` (events webhook
+ * subscriptions, docs/events.md): `EVENTS_WEBHOOK_SECRET_` + the key upper-cased,
+ * every character other than A-Z and 0-9 as `_` (`crm-eu` -> `EVENTS_WEBHOOK_SECRET_CRM_EU`).
+ */
+export function webhookSecretVariable(key: string): string {
+  return `EVENTS_WEBHOOK_SECRET_${key.toUpperCase().replace(/[^A-Z0-9]/g, "_")}`;
+}
+
+/**
+ * The Standard Webhooks secrets of the named signing keys, each read from
+ * {@link webhookSecretVariable}: the secrets live in the environment (`supabase
+ * secrets set`), never in the repository or in Postgres. Throws {@link EnvError}
+ * naming every unset or malformed variable (never a value): a webhook
+ * subscription without its secret is a misconfiguration, not an unsigned delivery.
+ */
+export function readWebhookSigningKeys(
+  keys: Iterable<string>,
+  get: (name: string) => string | undefined = denoEnv,
+): Record<string, string> {
+  const out: Record<string, string> = {};
+  const bad: string[] = [];
+  for (const key of new Set(keys)) {
+    const variable = webhookSecretVariable(key);
+    const value = get(variable)?.trim() ?? "";
+    if (!isWebhookSecret(value)) bad.push(variable);
+    else out[key] = value;
+  }
+  if (bad.length) {
+    throw new EnvError(
+      `${
+        bad.join(", ")
+      } must be set to a Standard Webhooks secret (whsec_ + base64 of 24..64 bytes)`,
+    );
+  }
+  return out;
+}
+
+/** `whsec_` + base64 of 24..64 bytes (what npm:standardwebhooks and the signers accept). */
+function isWebhookSecret(value: string): boolean {
+  if (!value.startsWith("whsec_")) return false;
+  try {
+    const n = atob(value.slice(6)).length;
+    return n >= 24 && n <= 64;
+  } catch {
+    return false;
+  }
+}
+
 function denoEnv(name: string): string | undefined {
   try {
     return Deno.env.get(name);

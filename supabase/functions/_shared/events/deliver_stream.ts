@@ -5,7 +5,10 @@
  */
 import type { Sql } from "npm:postgres@3";
 import { describeError, isInstance } from "../core/errors.ts";
+import type { Logger } from "../core/log.ts";
+import type { SpanExporter } from "../core/otlp.ts";
 import { withTimeout } from "../core/time.ts";
+import { DeliveryTrace } from "./delivery_trace.ts";
 import { ackEvents, type ClaimedEvent } from "./sql.ts";
 import {
   CONSUMER_DEFAULTS,
@@ -24,6 +27,8 @@ export type StreamOutcome =
     failed: ClaimedEvent;
     attempt: number;
     error: string;
+    /** The failed delivery's logger (its span's ids). */
+    log: Logger;
   }
   /** Budget, shutdown or a lost lease stopped it; the rest goes back without an attempt. */
   | { kind: "stopped"; handled: string[]; acked: boolean };
@@ -37,6 +42,10 @@ export interface StreamRun {
   timeLeft(): number;
   /** True while this claim's lease holds (extending it when half spent). */
   holdLease(): Promise<boolean>;
+  /** The worker's logger; each delivery logs through a child with its span's ids. */
+  log: Logger;
+  /** Span export: one consumer span per handler call, when configured. */
+  spans?: SpanExporter;
 }
 
 /** A handler ran past its timeout. */
@@ -52,29 +61,76 @@ class LeaseLostError extends Error {
   override readonly name = "LeaseLostError";
 }
 
-/** Runs one handler call with the consumer's timeout, capped by what the budget leaves. */
-function runOne(
-  def: ConsumerDefinition,
-  run: StreamRun,
-  fn: (ctx: DeliveryContext) => unknown,
-  attempt: number,
-): Promise<unknown> {
-  const own = def.timeoutMs ?? CONSUMER_DEFAULTS.timeoutMs;
-  const left = run.timeLeft();
-  const ms = Math.max(1, Math.min(own, left));
-  return withTimeout(
-    (signal) => fn({ signal, attempt, subscription: def.name }),
-    ms,
-    () => new EventHandlerTimeoutError(ms, left < own),
-    run.stop,
-  );
-}
-
 /** The attempt of the i-th event of a stream's batch: only the first can have been tried before. */
 const attemptOf = (events: readonly ClaimedEvent[], i: number) => i === 0 ? events[0]!.attempt : 1;
 
+/** Each event's delivery span, under the trace it was appended with. */
+const tracesOf = (def: ConsumerDefinition, events: readonly ClaimedEvent[], run: StreamRun) =>
+  events.map((e, i) => new DeliveryTrace(e, def.name, attemptOf(events, i), run.log));
+
+/**
+ * Runs one handler call under its delivery's span, with the consumer's timeout
+ * capped by what the budget leaves.
+ */
+async function runOne(
+  def: ConsumerDefinition,
+  run: StreamRun,
+  fn: (ctx: DeliveryContext) => unknown,
+  span: DeliveryTrace,
+): Promise<void> {
+  const own = def.timeoutMs ?? CONSUMER_DEFAULTS.timeoutMs;
+  const left = run.timeLeft();
+  const ms = Math.max(1, Math.min(own, left));
+  const startMs = run.spans ? Date.now() : 0;
+  let error: string | undefined;
+  try {
+    await withTimeout(
+      (signal) =>
+        fn({
+          signal,
+          attempt: span.attempt,
+          subscription: def.name,
+          get trace() {
+            return span.trace;
+          },
+          get log() {
+            return span.log;
+          },
+        }),
+      ms,
+      () => new EventHandlerTimeoutError(ms, left < own),
+      run.stop,
+    );
+  } catch (e) {
+    error = describeError(e);
+    throw e;
+  } finally {
+    run.spans?.record({
+      trace: span.trace,
+      name: `event ${def.name}`,
+      kind: "consumer",
+      startMs,
+      endMs: Date.now(),
+      ...(error === undefined ? {} : { error }),
+      attributes: {
+        "event.subscription": def.name,
+        "event.stream": span.event.stream,
+        "event.position": span.event.position,
+        "event.type": span.event.type,
+        "event.attempt": span.attempt,
+      },
+    });
+  }
+}
+
+/** A traced event says it was handled, so the logs follow a request through what it caused. */
+function logHandled(span: DeliveryTrace): void {
+  if (span.traced) span.log.info("event handled");
+}
+
 function failed(
   events: readonly ClaimedEvent[],
+  spans: readonly DeliveryTrace[],
   i: number,
   error: unknown,
   acked: boolean,
@@ -91,6 +147,7 @@ function failed(
     failed: events[i]!,
     attempt: attemptOf(events, i),
     error: describeError(error),
+    log: spans[i]!.log,
   };
 }
 
@@ -100,16 +157,18 @@ export async function deliverToHandler(
   events: readonly ClaimedEvent[],
   run: StreamRun,
 ): Promise<StreamOutcome> {
+  const spans = tracesOf(def, events, run);
   for (let i = 0; i < events.length; i++) {
     const handled = events.slice(0, i).map((e) => e.position);
     if (run.stop.aborted || !(await run.holdLease())) {
       return { kind: "stopped", handled, acked: false };
     }
     try {
-      await runOne(def, run, (ctx) => def.handler(events[i]!, ctx), attemptOf(events, i));
+      await runOne(def, run, (ctx) => def.handler(events[i]!, ctx), spans[i]!);
     } catch (error) {
-      return failed(events, i, error, false);
+      return failed(events, spans, i, error, false);
     }
+    logHandled(spans[i]!);
   }
   return { kind: "done", handled: events.map((e) => e.position), acked: false };
 }
@@ -127,6 +186,7 @@ export async function deliverToProjection(
   if (run.stop.aborted || !(await run.holdLease())) {
     return { kind: "stopped", handled: [], acked: false };
   }
+  const spans = tracesOf(def, events, run);
   let failure: { at: number; error: unknown } | null = null;
   const applyAndAck = (count: number) =>
     run.sql.begin(async (tx) => {
@@ -135,7 +195,7 @@ export async function deliverToProjection(
       await tx`select set_config('statement_timeout', ${String(Math.ceil(ms))}, true)`;
       for (let i = 0; i < count; i++) {
         try {
-          await runOne(def, run, (ctx) => def.apply(tx, events[i]!, ctx), attemptOf(events, i));
+          await runOne(def, run, (ctx) => def.apply(tx, events[i]!, ctx), spans[i]!);
         } catch (error) {
           failure = { at: i, error };
           throw error;
@@ -147,6 +207,7 @@ export async function deliverToProjection(
     });
   try {
     await applyAndAck(events.length);
+    spans.forEach(logHandled);
     return { kind: "done", handled: events.map((e) => e.position), acked: true };
   } catch (error) {
     const f = failure as { at: number; error: unknown } | null;
@@ -162,7 +223,8 @@ export async function deliverToProjection(
       } catch {
         return { kind: "stopped", handled: [], acked: true };
       }
+      spans.slice(0, f.at).forEach(logHandled);
     }
-    return failed(events, f.at, f.error, true);
+    return failed(events, spans, f.at, f.error, true);
   }
 }

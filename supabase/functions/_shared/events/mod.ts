@@ -36,6 +36,10 @@ export {
 } from "./subscription.ts";
 export {
   defineWebhookSubscription,
+  readWebhookSigningKeys,
   type WebhookEventBody,
+  webhookSecretVariable,
+  webhookSigningKeys,
+  type WebhookSubscriptionDefinition,
   type WebhookSubscriptionOptions,
 } from "./webhook_subscription.ts";

@@ -15,10 +15,11 @@
  */
 import type { Sql } from "npm:postgres@3";
 import type { Logger } from "../core/log.ts";
+import type { SpanExporter } from "../core/otlp.ts";
 import type { Clock } from "../core/time.ts";
 import { subscribeAll } from "./sql.ts";
 import type { ConsumerDefinition } from "./subscription.ts";
-import { SubscriptionLoop } from "./subscription_loop.ts";
+import { SubscriptionLoop, type Wakeup } from "./subscription_loop.ts";
 
 /** Options of {@link runSubscriptions}. */
 export interface SubscriptionWorkerOptions {
@@ -38,6 +39,8 @@ export interface SubscriptionWorkerOptions {
   workerId?: string;
   now?: Clock;
   log?: Logger;
+  /** Span export: one consumer span per handler call, under the event's trace. */
+  spans?: SpanExporter;
 }
 
 /** What a run did, over all subscriptions. */
@@ -78,11 +81,29 @@ export async function runSubscriptions(
   const budgetTimer = Number.isFinite(deadline)
     ? setTimeout(() => stop.abort(new Error("budget spent")), Math.max(0, deadline - started))
     : undefined;
+  // Every notification (and shutdown) counts: a loop that was busy claiming when
+  // one came sees the count moved and claims again instead of sleeping through it.
   let waiters: (() => void)[] = [];
+  let notifications = 0;
   const wake = () => {
+    notifications++;
     const w = waiters;
     waiters = [];
     for (const f of w) f();
+  };
+  const wakeup: Wakeup = {
+    get count() {
+      return notifications;
+    },
+    idle: (ms, seen) =>
+      notifications !== seen ? Promise.resolve() : new Promise<void>((resolve) => {
+        const timer = setTimeout(done, ms);
+        function done() {
+          clearTimeout(timer);
+          resolve();
+        }
+        waiters.push(done);
+      }),
   };
   const { sql } = options;
   const listener = options.mode === "listen" ? await sql.listen("events", wake) : null;
@@ -90,23 +111,7 @@ export async function runSubscriptions(
     await subscribeAll(sql, options.subscriptions);
     await Promise.all(
       options.subscriptions.map((def) =>
-        new SubscriptionLoop(
-          def,
-          options,
-          summary,
-          stop.signal,
-          deadline,
-          now,
-          (ms) =>
-            new Promise<void>((resolve) => {
-              const timer = setTimeout(done, ms);
-              function done() {
-                clearTimeout(timer);
-                resolve();
-              }
-              waiters.push(done);
-            }),
-        ).run()
+        new SubscriptionLoop(def, options, summary, stop.signal, deadline, now, wakeup).run()
       ),
     );
   } finally {

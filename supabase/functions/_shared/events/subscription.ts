@@ -15,6 +15,8 @@
  * });
  */
 import type { TransactionSql } from "npm:postgres@3";
+import type { Logger } from "../core/log.ts";
+import type { TraceContext } from "../core/trace.ts";
 
 /** An event as a subscription receives it. */
 export interface EventRecord {
@@ -42,6 +44,14 @@ export interface DeliveryContext {
   /** Deliveries of this event so far, this one included (1 on first delivery). */
   attempt: number;
   subscription: string;
+  /**
+   * This delivery's span: the trace the event was appended under
+   * (`metadata.traceparent`) with a span id of its own, or a new trace. Pass it on
+   * (`enqueue(..., { trace })`, `outboundFetch`) so the work it causes joins the trace.
+   */
+  readonly trace: TraceContext;
+  /** The worker's logger with subscription, stream, position, attempt, traceId, spanId, parentSpanId. */
+  readonly log: Logger;
 }
 
 /** Settings shared by subscriptions and projections. */

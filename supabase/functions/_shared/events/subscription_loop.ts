@@ -22,6 +22,14 @@ import {
 } from "./sql.ts";
 import { CONSUMER_DEFAULTS, type ConsumerDefinition } from "./subscription.ts";
 
+/** Notifications (NOTIFY `events`) as a count, and a wait that ends at the next one. */
+export interface Wakeup {
+  /** Notifications so far. */
+  readonly count: number;
+  /** Waits `ms`, or until a notification; resolves at once if `count` has moved past `seen`. */
+  idle(ms: number, seen: number): Promise<void>;
+}
+
 /** One subscription's claim, deliver, settle loop. */
 export class SubscriptionLoop {
   readonly #log: Logger;
@@ -35,7 +43,7 @@ export class SubscriptionLoop {
     readonly stop: AbortSignal,
     readonly deadline: number,
     readonly now: Clock,
-    readonly idle: (ms: number) => Promise<void>,
+    readonly wakeup: Wakeup,
   ) {
     this.#log = options.log ?? createLogger("info", { component: "events-worker" });
     this.#workerId = options.workerId ?? `e-${crypto.randomUUID().slice(0, 8)}`;
@@ -44,7 +52,14 @@ export class SubscriptionLoop {
 
   async run(): Promise<void> {
     const { sql, batchSize = 100, mode = "drain", pollMs = 1_000 } = this.options;
+    const { wakeup } = this;
+    let seen = wakeup.count;
+    // Re-poll delay after a notification whose event was not claimable yet (0: none).
+    let backoff = 0;
     while (!this.stop.aborted) {
+      // Notified since the last claim began: something committed after it.
+      const hinted = wakeup.count !== seen;
+      seen = wakeup.count;
       try {
         const batch = await claimEvents(
           sql,
@@ -55,9 +70,16 @@ export class SubscriptionLoop {
         );
         if (batch.length === 0) {
           if (mode === "drain") return;
-          await this.idle(pollMs);
+          // NOTIFY comes at commit, but an event is claimable only once every older
+          // transaction has ended (the settled bound): after a notification an empty
+          // claim looks again after 1, 2, 4 ... ms; a new notification ends any wait.
+          if (hinted) backoff = 1;
+          else if (backoff > 0) backoff *= 2;
+          if (backoff >= pollMs) backoff = 0;
+          await wakeup.idle(backoff || pollMs, seen);
           continue;
         }
+        backoff = 0;
         this.summary.claimed += batch.length;
         await this.#settle(batch[0]!.token, await this.#deliver(batch));
       } catch (error) {
@@ -68,7 +90,7 @@ export class SubscriptionLoop {
           subscription: this.def.name,
           error: describeError(error),
         });
-        await this.idle(pollMs);
+        await wakeup.idle(pollMs, wakeup.count);
       }
     }
   }
@@ -118,6 +140,8 @@ export class SubscriptionLoop {
     return {
       sql,
       stop: this.stop,
+      log: this.#log,
+      spans: this.options.spans,
       timeLeft: () => this.deadline - this.now(),
       holdLease: () => {
         if (lost) return Promise.resolve(false);
@@ -157,13 +181,8 @@ export class SubscriptionLoop {
       if (n === 0) continue; // the lease was taken over: the new holder decides
       if (dead) this.summary.deadLettered++;
       else this.summary.retried++;
-      this.#log.warn(dead ? "event dead-lettered" : "event will be retried", {
-        subscription: name,
-        stream: o.failed.stream,
-        position: o.failed.position,
-        attempt: o.attempt,
-        error: o.error,
-      });
+      // Under the failed delivery's span: subscription, stream, position, attempt, trace ids.
+      o.log.warn(dead ? "event dead-lettered" : "event will be retried", { error: o.error });
     }
     if (outcomes.some((o) => o.kind === "stopped")) {
       await releaseEvents(sql, name, token);
