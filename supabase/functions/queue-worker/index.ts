@@ -1,5 +1,10 @@
 /** Deploy entry point of `queue-worker` (see spec.ts). */
-import { defineFunction, orderCheckoutWorkflow, readEnv } from "../_shared/mod.ts";
+import {
+  defineFunction,
+  orderCheckoutWorkflow,
+  readEnv,
+  webhookSigningKeys,
+} from "../_shared/mod.ts";
 import { jobDefinitions } from "./jobs.ts";
 import { queueWorkerSpec } from "./spec.ts";
 import { subscriptionDefinitions } from "./subscriptions.ts";
@@ -15,10 +20,28 @@ const env = (() => {
 })();
 const allowHosts = env?.webhookAllowHosts ?? [];
 const paymentUrl = env?.checkoutPaymentUrl ?? null;
+const subscriptions = subscriptionDefinitions();
+// Webhook subscriptions sign with EVENTS_WEBHOOK_SECRET_<KEY>. A missing or bad
+// secret is logged here (naming the variable, never the value) and that
+// subscription's deliveries dead-letter as unsigned until it is set: nothing is
+// sent unsigned, and the other jobs keep running.
+const signingKeys = (() => {
+  try {
+    return webhookSigningKeys(subscriptions);
+  } catch (error) {
+    console.error(JSON.stringify({
+      level: "error",
+      msg: "webhook signing secret unusable",
+      error: error instanceof Error ? error.message : String(error),
+    }));
+    return {};
+  }
+})();
 
 export default defineFunction(queueWorkerSpec({
-  jobs: jobDefinitions({ allowHosts }),
+  jobs: jobDefinitions({ allowHosts, signingKeys }),
   // The order.checkout example saga runs where its payment partner is configured.
-  workflows: (sql) => paymentUrl ? [orderCheckoutWorkflow({ sql, paymentUrl })] : [],
-  subscriptions: subscriptionDefinitions(),
+  workflows: (sql) =>
+    paymentUrl ? [orderCheckoutWorkflow({ sql, paymentUrl })] : [],
+  subscriptions,
 }));
