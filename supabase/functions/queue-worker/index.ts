@@ -41,7 +41,6 @@ const signingKeys = (() => {
 export default defineFunction(queueWorkerSpec({
   jobs: jobDefinitions({ allowHosts, signingKeys }),
   // The order.checkout example saga runs where its payment partner is configured.
-  workflows: (sql) =>
-    paymentUrl ? [orderCheckoutWorkflow({ sql, paymentUrl })] : [],
+  workflows: (sql) => paymentUrl ? [orderCheckoutWorkflow({ sql, paymentUrl })] : [],
   subscriptions,
 }));

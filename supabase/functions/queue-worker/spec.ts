@@ -71,11 +71,15 @@ export function queueWorkerSpec(options: QueueWorkerOptions): FunctionSpec {
       ctx.log.warn("worker ending, handing jobs back", { requestId: ctx.requestId, reason });
       unload.abort(new WorkerUnloadError(reason));
     });
+    const spans = ctx.env.otlpEndpoint
+      ? otlpExporter(ctx.env.otlpEndpoint, "queue-worker", ctx.log)
+      : undefined;
     const events = subscriptions.length === 0 ? null : runSubscriptions({
       sql,
       subscriptions,
       budgetMs: input.budgetMs,
       signal: unload.signal,
+      spans,
       log,
     });
     // Either loop failing must not leave the other's promise unobserved.
@@ -90,9 +94,7 @@ export function queueWorkerSpec(options: QueueWorkerOptions): FunctionSpec {
       budgetMs: input.budgetMs,
       maxJobs: input.maxJobs,
       signal: unload.signal,
-      spans: ctx.env.otlpEndpoint
-        ? otlpExporter(ctx.env.otlpEndpoint, "queue-worker", ctx.log)
-        : undefined,
+      spans,
       log,
     }).finally(unsubscribe);
     // stoppedBy / notStarted / cutOff say why runnable jobs were left or handed back.
