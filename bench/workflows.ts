@@ -32,7 +32,7 @@
  * min-max, n, and ratios (ours / DBOS). Nothing here asserts a timing.
  *
  * Flags: --n=2000 --rounds=3 --latency=200 (0: skip) --ours-tuned=50x10
- *   --dbos-queue=0x10x10 (worker concurrency 0 = no limit) --dbos-direct=50x10
+ *   --dbos-queue=0x10x10 (worker concurrency 0 = no limit) --dbos-direct=20x10
  *   --peers=ours,dbos --durable (fsync on)
  */
 import { join } from "node:path";
@@ -44,7 +44,15 @@ import { NPM, requireRealNode, requireTools } from "./required_tools.ts";
 import { ensureNodePeers, NODE_DIR, nodeVersion, peerVersion } from "./lib/node_peers.ts";
 import { onInterrupt, ProtocolChild, until } from "./lib/proc.ts";
 import { table, type Target, targetsTable } from "./lib/report.ts";
-import { compact, fmtRatio, fmtSummary, quantile, ratio, summarize } from "./lib/stats.ts";
+import {
+  compact,
+  fmtRatio,
+  fmtSummary,
+  pairedRange,
+  quantile,
+  ratio,
+  summarize,
+} from "./lib/stats.ts";
 
 const N = num("n", 2_000);
 const ROUNDS = num("rounds", 3);
@@ -64,7 +72,7 @@ function triple(name: string, fallback: number[]): number[] {
 }
 const [TUNED_C, TUNED_POOL] = triple("ours-tuned", [50, 10]) as [number, number];
 const [DQ_WC, DQ_POLL, DQ_POOL] = triple("dbos-queue", [0, 10, 10]) as [number, number, number];
-const [DD_LANES, DD_POOL] = triple("dbos-direct", [50, 10]) as [number, number];
+const [DD_LANES, DD_POOL] = triple("dbos-direct", [20, 10]) as [number, number];
 const wantPeer = (p: string) => PEERS.length === 0 || PEERS.includes(p);
 
 type Engine = "ours" | "dbos" | "baseline";
@@ -316,6 +324,9 @@ function report(ms: Measurement[], lat: Record<string, number[]>, dbos: boolean)
     targets.push({
       what: `steps/s, ${ours} / ${name}`,
       ratio: best && has(ours) ? ratio(s(ours), s(best.id)) : NaN,
+      range: best && has(ours)
+        ? pairedRange(samples.get(ours) ?? [], samples.get(best.id) ?? [])
+        : undefined,
       op: ">=",
       bound: 1.5,
     });
