@@ -23,10 +23,11 @@ export const quiet = createLogger("error");
 export async function drainOnce(
   sql: postgres.Sql,
   workflows: WorkflowDefinition[],
-  options: { leaseMs?: number; signal?: AbortSignal } = {},
+  options: { leaseMs?: number; signal?: AbortSignal; cancelPollMs?: number } = {},
 ) {
-  const registry = jobRegistry([workflowRunJob({ sql, workflows, log: quiet })]);
-  return await runWorker({ sql, registry, log: quiet, ...options });
+  const { cancelPollMs, ...worker } = options;
+  const registry = jobRegistry([workflowRunJob({ sql, workflows, log: quiet, cancelPollMs })]);
+  return await runWorker({ sql, registry, log: quiet, ...worker });
 }
 
 /**

@@ -2,11 +2,13 @@
  * The `order.checkout` example saga end to end: the api actions over HTTP with
  * real JWTs (start, idempotent restart, 422, users read only their own runs), the
  * queue-worker function driving it, and the saga's failure paths (declined card,
- * confirmation time-out, out of stock) releasing stock and refunding.
+ * confirmation time-out, out of stock, a cancel while the charge is in flight)
+ * releasing stock and refunding.
  */
 import assert from "node:assert/strict";
 import type postgres from "npm:postgres@3";
 import {
+  cancelWorkflow,
   defineFunction,
   orderCheckoutWorkflow,
   readEnv,
@@ -18,7 +20,7 @@ import { queueWorkerSpec } from "../../supabase/functions/queue-worker/spec.ts";
 import { freshDatabase } from "../_harness/database.ts";
 import { makeProject, signToken } from "../_harness/keys.ts";
 import { serve } from "../_harness/server.ts";
-import { driveUntil, FINISHED } from "./harness.ts";
+import { drainOnce, driveUntil, FINISHED, gate } from "./harness.ts";
 import { paymentSink } from "./payment_sink.ts";
 
 const stockOf = async (sql: postgres.Sql, sku: string) =>
@@ -137,4 +139,51 @@ Deno.test("checkout: declined card, confirmation time-out and missing stock undo
   assert.equal(n!.status, "failed", "nothing was done, so nothing to undo");
   assert.match(n!.error!, /out of stock/);
   assert.equal(await stockOf(db.sql, "tee"), 5, "every reservation was released");
+});
+
+Deno.test("checkout: a cancel while the charge is in flight finishes the charge, then refunds it", async () => {
+  await using db = await freshDatabase();
+  await db.sql`insert into public.stock values ('tee', 5)`;
+  const charged = gate();
+  const release = gate();
+  const requests: string[] = [];
+  await using sink = serve(async (req) => {
+    const path = new URL(req.url).pathname.slice(1);
+    const key = req.headers.get("idempotency-key") ?? "";
+    await req.body?.cancel();
+    requests.push(`${path} ${key}`);
+    if (requests.length === 1) {
+      // The partner takes the charge, but its answer is held until the worker has been
+      // cancelled and has given up on this request.
+      charged.open();
+      await release.opened;
+    }
+    return Response.json({ id: `${path}_${key}` });
+  });
+  const wf = orderCheckoutWorkflow({ sql: db.sql, paymentUrl: sink.url + "/" });
+  const id = await startWorkflow(db.sql, wf, {
+    userId: null,
+    sku: "tee",
+    quantity: 2,
+    amountCents: 1_000,
+  });
+  const worker = drainOnce(db.sql, [wf], { cancelPollMs: 10 });
+  await charged.opened;
+  assert.equal(await stockOf(db.sql, "tee"), 3);
+  assert.equal(await cancelWorkflow(db.sql, id), true);
+  await worker;
+  release.open();
+  const [s] = await driveUntil(db.sql, [wf], [id]);
+  assert.equal(s!.status, "cancelled");
+  // The aborted charge was finished with the same key (one charge at the partner), then refunded.
+  assert.deepEqual(requests, [
+    `charges ${id}:charge`,
+    `charges ${id}:charge`,
+    `refunds ${id}:charge:refund`,
+  ]);
+  assert.deepEqual(s!.steps.map((x) => [x.name, x.status, x.compensation]), [
+    ["reserve", "completed", "compensated"],
+    ["charge", "completed", "compensated"],
+  ]);
+  assert.equal(await stockOf(db.sql, "tee"), 5, "the reservation was released");
 });

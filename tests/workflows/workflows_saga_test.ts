@@ -1,7 +1,8 @@
 /**
  * Sagas on real Postgres: compensation in reverse completion order with
  * retries, compensation_failed and its repair with workflows.retry, and
- * cancellation (while a step runs, and while a run waits).
+ * cancellation (a running step's signal aborts; a step that ignores it finishes
+ * and is compensated too; a waiting run).
  */
 import assert from "node:assert/strict";
 import { z } from "npm:zod@4";
@@ -12,6 +13,7 @@ import {
   PermanentJobError,
   retryWorkflow,
   startWorkflow,
+  WorkflowCancelledError,
   workflowStatus,
 } from "../../supabase/functions/_shared/mod.ts";
 import { drainOnce, driveUntil, gate } from "./harness.ts";
@@ -96,10 +98,71 @@ Deno.test("sagas: compensations retry; one failing for good ends compensation_fa
   assert.equal(await retryWorkflow(db.sql, id), false, "a compensated run is not retried");
 });
 
-Deno.test("sagas: cancel while a step runs lets it finish, then compensates and ends cancelled", async () => {
+Deno.test("sagas: cancel from SQL aborts the running step's signal; completed steps are compensated once", async () => {
+  await using db = await freshDatabase();
+  const started = gate();
+  const undone: string[] = [];
+  const reasons: unknown[] = [];
+  let laterRan = false;
+  const wf = defineWorkflow({
+    name: "t.cancel.abort",
+    input: z.object({}),
+    run: async (_i, ctx) => {
+      await ctx.step("reserve", () => "r", { compensate: (r) => void undone.push(`release ${r}`) });
+      await ctx.step("charge", () => "c", { compensate: (c) => void undone.push(`refund ${c}`) });
+      await ctx.step("ship", ({ signal }) =>
+        new Promise((_, reject) => {
+          // Waits on nothing but its signal: only the cancel can end it (its timeout is
+          // longer than the invocation's, so a missed abort would fail the test).
+          signal.addEventListener("abort", () => {
+            reasons.push(signal.reason);
+            reject(signal.reason);
+          }, { once: true });
+          started.open();
+        }), { compensate: () => void undone.push("unship"), timeoutMs: 600_000, maxAttempts: 5 });
+      await ctx.step("notify", () => (laterRan = true));
+    },
+  });
+  const id = await startWorkflow(db.sql, wf, {});
+  const worker = drainOnce(db.sql, [wf], { cancelPollMs: 10 });
+  await started.opened;
+  const [{ ok }] = await db.sql`select workflows.cancel(${id}) as ok`;
+  assert.equal(ok, true);
+  await worker;
+  assert.equal(reasons.length, 1, "the step saw its signal abort once");
+  assert.ok(reasons[0] instanceof WorkflowCancelledError);
+  assert.equal((reasons[0] as WorkflowCancelledError).runId, id);
+  // Drained again: nothing is left to do, and nothing runs twice.
+  const [s] = await driveUntil(db.sql, [wf], [id]);
+  assert.equal(s!.status, "cancelled");
+  assert.equal(laterRan, false);
+  assert.deepEqual(
+    undone,
+    ["refund c", "release r"],
+    "each completed step undone once, newest first",
+  );
+  const rows = await db.sql`
+    select name, status, attempts, error, compensation_status, compensation_attempts
+    from workflows.steps where run_id = ${id} order by seq`;
+  assert.deepEqual(
+    rows.map((r) => [r.name, r.status, r.compensation_status, r.compensation_attempts]),
+    [
+      ["reserve", "completed", "compensated", 1],
+      ["charge", "completed", "compensated", 1],
+      ["ship", "failed", null, 0],
+    ],
+  );
+  assert.match(rows[2]!.error, /cancelled while the step ran: WorkflowCancelledError/);
+  assert.equal(rows[2]!.attempts, 1, "the aborted attempt is not retried");
+  const [{ n }] = await db.sql`select count(*)::int as n from queue.jobs`;
+  assert.equal(n, 0);
+});
+
+Deno.test("sagas: a step that ignores its abort finishes; its result is compensated too", async () => {
   await using db = await freshDatabase();
   const started = gate();
   const finish = gate();
+  const aborted = gate();
   const log: string[] = [];
   let laterRan = false;
   const wf = defineWorkflow({
@@ -107,7 +170,8 @@ Deno.test("sagas: cancel while a step runs lets it finish, then compensates and 
     input: z.object({}),
     run: async (_i, ctx) => {
       await ctx.step("reserve", () => "r", { compensate: () => void log.push("released") });
-      await ctx.step("charge", async () => {
+      await ctx.step("charge", async ({ signal }) => {
+        signal.addEventListener("abort", () => aborted.open(), { once: true });
         started.open();
         await finish.opened;
         return "c";
@@ -116,10 +180,12 @@ Deno.test("sagas: cancel while a step runs lets it finish, then compensates and 
     },
   });
   const id = await startWorkflow(db.sql, wf, {});
-  const worker = drainOnce(db.sql, [wf]);
+  const worker = drainOnce(db.sql, [wf], { cancelPollMs: 10 });
   await started.opened;
   assert.equal(await cancelWorkflow(db.sql, id), true);
   assert.equal(await cancelWorkflow(db.sql, id), false, "a second cancel is refused");
+  // The step finishes only once its signal has aborted (and ignores the abort).
+  await aborted.opened;
   finish.open();
   await worker;
   const [s] = await driveUntil(db.sql, [wf], [id]);

@@ -1,8 +1,8 @@
 /**
  * The workflows SQL API and its TypeScript wrappers on real Postgres: start
  * (idempotent, validated, usable from a trigger in the same transaction),
- * status, signals (before the wait, unknown run, after the time-out), sleeps,
- * and the grants.
+ * status, signals (before the wait, unknown run, an event nobody waits for, after
+ * the time-out), sleeps, and the grants.
  */
 import assert from "node:assert/strict";
 import { z } from "npm:zod@4";
@@ -15,7 +15,7 @@ import {
   WorkflowInputError,
   workflowStatus,
 } from "../../supabase/functions/_shared/mod.ts";
-import { driveUntil } from "./harness.ts";
+import { drainOnce, driveUntil } from "./harness.ts";
 
 const sqlState = (e: unknown) => (e as { code?: string }).code;
 
@@ -155,9 +155,20 @@ Deno.test("workflows: a waiting run wakes on its signal; a wait times out; a lat
   const timesOut = await startWorkflow(db.sql, wf, { timeoutMs: 1 });
   await driveUntil(db.sql, [wf], [waiting], ["waiting"]);
   assert.equal((await workflowStatus(db.sql, waiting))!.steps[0]!.status, "waiting");
+  // An event the run does not wait for is kept, but does not feed the wait: the run
+  // (woken to look) goes back to waiting.
+  assert.equal(await signalWorkflow(db.sql, waiting, "not.awaited", { wrong: true }), true);
+  await drainOnce(db.sql, [wf]);
+  assert.equal((await workflowStatus(db.sql, waiting))!.status, "waiting");
   assert.equal(await signalWorkflow(db.sql, waiting, "go", { ok: true }), true);
   const [a, b] = await driveUntil(db.sql, [wf], [waiting, timesOut]);
   assert.deepEqual(a!.output, { ok: true });
+  const kept = await db.sql`select event, consumed_by from workflows.signals
+    where run_id = ${waiting} order by id`;
+  assert.deepEqual(kept.map((k) => [k.event, k.consumed_by]), [["not.awaited", null], [
+    "go",
+    "go",
+  ]]);
   assert.equal(b!.output, "timed out");
   assert.equal(b!.steps[0]!.status, "timed_out");
   assert.equal(await signalWorkflow(db.sql, timesOut, "go"), false, "after the time-out");
@@ -201,5 +212,21 @@ Deno.test("workflows sql: only service_role may call the API", async () => {
   await db.sql.begin(async (tx) => {
     await tx.unsafe(`set local role service_role`);
     await tx`select workflows.start('x', '{}')`;
+    await tx`select workflows.cancel_requested(array[1]::bigint[])`;
   });
+  // Every function of the schema (the worker side too): service_role only.
+  const grants = await db.sql`
+    select p.oid::regprocedure::text as fn,
+      has_function_privilege('anon', p.oid, 'execute') as anon,
+      has_function_privilege('authenticated', p.oid, 'execute') as authed,
+      has_function_privilege('service_role', p.oid, 'execute') as service
+    from pg_proc p where p.pronamespace = 'workflows'::regnamespace
+      and left(p.proname, 1) <> '_'`;
+  assert.ok(
+    grants.some((g) => g.fn.startsWith("workflows.cancel_requested(")),
+    JSON.stringify(grants.map((g) => g.fn)),
+  );
+  for (const g of grants) {
+    assert.deepEqual([g.anon, g.authed, g.service], [false, false, true], g.fn);
+  }
 });

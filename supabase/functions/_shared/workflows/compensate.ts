@@ -10,7 +10,7 @@ import { describeError, isInstance } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import { withTimeout } from "../core/time.ts";
 import { PermanentJobError } from "../queue/errors.ts";
-import { retryWindow } from "../queue/retry_policy.ts";
+import { nextTryAtMs } from "./attempt.ts";
 import { STEP_DEFAULTS } from "./definition.ts";
 import type { Registration } from "./replay.ts";
 import { advanceRun, beginRun, type Fence, recordCompensation } from "./sql.ts";
@@ -87,8 +87,7 @@ export async function compensateRun(
         });
         return;
       }
-      const window = retryWindow(reg.options.backoff ?? STEP_DEFAULTS.backoff, attempt);
-      const wakeAtMs = now() + window.minMs + Math.random() * (window.maxMs - window.minMs);
+      const wakeAtMs = nextTryAtMs(reg.options, attempt, now());
       const r = await recordCompensation(
         sql,
         fence,

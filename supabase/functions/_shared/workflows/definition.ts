@@ -18,7 +18,11 @@ import type { BackoffPolicy } from "../queue/job.ts";
 
 /** What a step function receives. */
 export interface StepRunContext {
-  /** Aborted at the step's timeout and when the worker must stop. */
+  /**
+   * Aborted at the step's timeout, when the worker must stop, and when the run is
+   * cancelled while the step runs (reason: a `WorkflowCancelledError`). Pass it to
+   * fetch and friends; a step that ignores it runs to its end.
+   */
   signal: AbortSignal;
   /** `<run id>:<step name>`: the same on every attempt; send it to partners. */
   idempotencyKey: string;

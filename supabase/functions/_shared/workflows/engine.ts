@@ -10,6 +10,7 @@ import { describeError } from "../core/errors.ts";
 import { plainPath } from "../core/json_pointer.ts";
 import type { Logger } from "../core/log.ts";
 import type { WorkflowRegistry } from "./definition.ts";
+import type { CancelWatch } from "./cancel_watch.ts";
 import { compensateRun } from "./compensate.ts";
 import { toJsonResult } from "./json_result.ts";
 import { Replay } from "./replay.ts";
@@ -30,6 +31,7 @@ export async function runInvocation(
   fence: Fence,
   stop: AbortSignal,
   baseLog: Logger,
+  cancels?: CancelWatch,
 ): Promise<void> {
   const state = await beginRun(sql, fence);
   if (state.state !== "run") return;
@@ -52,15 +54,23 @@ export async function runInvocation(
     ...(state.traceparent ? { traceparent: state.traceparent } : {}),
   });
   const compensating = state.status === "compensating" || state.cancelRequested;
+  // Forward replays watch for a cancel, which aborts their running steps' signals.
+  const watch = compensating ? undefined : cancels?.watch(fence.runId);
   const replay = new Replay({
     sql,
     fence,
     state,
     mode: compensating ? "compensate" : "forward",
     stop,
+    cancelled: watch?.signal,
     log,
   });
-  const end = await replay.drive(() => def.run(parsed.data, replay));
+  let end;
+  try {
+    end = await replay.drive(() => def.run(parsed.data, replay));
+  } finally {
+    watch?.release();
+  }
   if (stop.aborted) throw new InvocationStoppedError(stop.reason);
   if (replay.halt === "write_failed") throw replay.writeError;
   if (replay.halt === "lease_lost") return;

@@ -39,6 +39,17 @@ export class WaitTimeoutError extends Error {
 }
 
 /**
+ * The reason a step's `signal` aborts when its run is cancelled
+ * (`workflows.cancel`) while the step runs.
+ */
+export class WorkflowCancelledError extends Error {
+  constructor(readonly runId: number) {
+    super(`workflow run ${runId} was cancelled`);
+    this.name = "WorkflowCancelledError";
+  }
+}
+
+/**
  * Replay called steps differently from the recorded run (another name at the same
  * position, a step where a sleep was): the run fails, it is not compensated.
  */

@@ -15,8 +15,10 @@ export {
   StepResultError,
   StepTimeoutError,
   WaitTimeoutError,
+  WorkflowCancelledError,
   WorkflowInputError,
 } from "./errors.ts";
+export { CANCEL_POLL_MS } from "./cancel_watch.ts";
 export { MAX_RESULT_BYTES } from "./json_result.ts";
 export { WORKFLOW_JOB_TYPE, workflowRunJob, type WorkflowRunJobOptions } from "./run_job.ts";
 export {

@@ -8,11 +8,7 @@
  * thrown marker, cannot be swallowed by the workflow's own try/catch.
  */
 import type { Sql } from "npm:postgres@3";
-import { describeError, isInstance } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
-import { withTimeout } from "../core/time.ts";
-import { PermanentJobError } from "../queue/errors.ts";
-import { retryWindow } from "../queue/retry_policy.ts";
 import {
   checkStepOptions,
   STEP_DEFAULTS,
@@ -20,14 +16,9 @@ import {
   type StepRunContext,
   type WorkflowContext,
 } from "./definition.ts";
-import {
-  NonDeterminismError,
-  StepFailedError,
-  StepResultError,
-  StepTimeoutError,
-  WaitTimeoutError,
-} from "./errors.ts";
-import { toJsonResult } from "./json_result.ts";
+import { type AttemptSignals, nextTryAtMs, runAttempt } from "./attempt.ts";
+import { CallOrder } from "./call_order.ts";
+import { StepFailedError, WaitTimeoutError } from "./errors.ts";
 import { type Fence, recordStep, type RunState, type StepRow, type StepWrite } from "./sql.ts";
 
 /** A completed step's undo, as the replay registered it. */
@@ -70,6 +61,8 @@ export interface ReplayDeps {
   mode: "forward" | "compensate";
   /** Aborts when the worker must stop (budget, shutdown, job timeout). */
   stop: AbortSignal;
+  /** Aborts when the run is cancelled while this invocation replays it (see cancel_watch.ts). */
+  cancelled?: AbortSignal;
   log: Logger;
 }
 
@@ -87,11 +80,10 @@ export class Replay implements WorkflowContext {
   /** Non-determinism or misuse: the run fails without compensation. */
   fatal: Error | null = null;
   readonly #deps: ReplayDeps;
-  readonly #bySeq = new Map<number, StepRow>();
-  readonly #called = new Set<string>();
+  readonly #order: CallOrder;
+  readonly #signals: AttemptSignals;
   readonly #taken = new Set<number>();
   readonly #clockBase: number;
-  #seq = 0;
   #inflight = 0;
   #closed = false;
   #onQuiet: (() => void)[] = [];
@@ -100,10 +92,19 @@ export class Replay implements WorkflowContext {
     this.#deps = deps;
     this.runId = deps.fence.runId;
     this.log = deps.log;
-    for (const row of deps.state.steps) {
-      this.steps.set(row.name, row);
-      this.#bySeq.set(row.seq, row);
-    }
+    for (const row of deps.state.steps) this.steps.set(row.name, row);
+    this.#order = new CallOrder(deps.state.steps, this.steps);
+    const cancelled = deps.cancelled ?? new AbortController().signal;
+    this.#signals = {
+      stop: deps.stop,
+      cancelled,
+      either: deps.cancelled ? AbortSignal.any([deps.stop, cancelled]) : deps.stop,
+    };
+    // A cancel stops new steps at once; running ones see their signal abort.
+    cancelled.addEventListener("abort", () => {
+      this.halt ??= "cancelled";
+      this.#quiet();
+    }, { once: true });
     // Time is Postgres' clock (sleeps and timeouts are stored in it) plus what has passed here.
     this.#clockBase = deps.state.nowMs - performance.now();
   }
@@ -243,36 +244,13 @@ export class Replay implements WorkflowContext {
       this.#deps.stop.aborted;
   }
 
-  /** Checks a call against the recorded run: same name at the same position, same kind. */
+  /** Checks a call against the recorded run (call_order.ts); a mismatch is fatal. */
   #enter(name: string, kind: StepRow["kind"]): { seq: number; row: StepRow | undefined } {
-    if (typeof name !== "string" || name.length < 1 || name.length > 200) {
-      throw this.#misuse(new TypeError("step names must be strings of 1..200 characters"));
+    try {
+      return this.#order.enter(name, kind);
+    } catch (error) {
+      throw this.#misuse(error as Error);
     }
-    if (this.#called.has(name)) {
-      throw this.#misuse(
-        new NonDeterminismError(name, "the name is used twice in one run (names must be unique)"),
-      );
-    }
-    this.#called.add(name);
-    const seq = this.#seq++;
-    const atSeq = this.#bySeq.get(seq);
-    if (atSeq && atSeq.name !== name) {
-      throw this.#misuse(
-        new NonDeterminismError(name, `call #${seq + 1} was "${atSeq.name}" when recorded`),
-      );
-    }
-    const row = this.steps.get(name);
-    if (row && row.kind !== kind) {
-      throw this.#misuse(
-        new NonDeterminismError(name, `recorded as a ${row.kind}, replayed as a ${kind}`),
-      );
-    }
-    if (row && row.seq !== seq) {
-      throw this.#misuse(
-        new NonDeterminismError(name, `recorded as call #${row.seq + 1}, now call #${seq + 1}`),
-      );
-    }
-    return { seq, row };
   }
 
   #misuse(error: Error): Error {
@@ -281,6 +259,7 @@ export class Replay implements WorkflowContext {
     return error;
   }
 
+  /** Runs one attempt (attempt.ts) and records its outcome under the fence. */
   async #attempt<T>(
     name: string,
     seq: number,
@@ -288,47 +267,32 @@ export class Replay implements WorkflowContext {
     options: StepOptions<T>,
     attempt: number,
   ): Promise<Attempt> {
-    const timeoutMs = options.timeoutMs ?? STEP_DEFAULTS.timeoutMs;
-    const idempotencyKey = `${this.runId}:${name}`;
-    let failure: unknown;
-    let value: unknown;
-    let ok = false;
-    try {
-      value = await withTimeout(
-        (signal) => fn({ signal, idempotencyKey, attempt }),
-        timeoutMs,
-        () => new StepTimeoutError(name, timeoutMs),
-        this.#deps.stop,
-      );
-      ok = true;
-    } catch (error) {
-      failure = error;
-    }
+    const out = await runAttempt(this.runId, name, fn, options, attempt, this.#signals);
     // The worker must stop: record nothing, the job goes back and a replay runs it again.
-    if (this.#deps.stop.aborted) return "hang";
+    if (out.kind === "stopped") return "hang";
     const base = { name, seq, kind: "step" as const, attempts: attempt };
-    if (ok) {
-      const json = toJsonResult(value);
-      if (json.ok) {
-        const write = { ...base, status: "completed" as const, result: json.value };
-        const out = await this.#write({ ...write, hasCompensation: !!options.compensate });
-        return out === "hang" ? "hang" : { value: json.value };
-      }
-      failure = new StepResultError(name, json.reason);
+    if (out.kind === "completed") {
+      const write = { ...base, status: "completed" as const, result: out.value };
+      const w = await this.#write({ ...write, hasCompensation: !!options.compensate });
+      return w === "hang" ? "hang" : { value: out.value };
     }
-    const error = describeError(failure);
-    const permanent = isInstance(failure, PermanentJobError) ||
-      isInstance(failure, StepResultError);
+    if (out.kind === "cancelled") {
+      // Recorded for the history; the run halts (the write answers "cancelled") and compensates.
+      this.log.info("workflow step aborted by cancel", { step: name, attempt });
+      await this.#write({ ...base, status: "failed", error: out.error });
+      this.halt ??= "cancelled";
+      return "hang";
+    }
+    const { error, permanent } = out;
     const max = options.maxAttempts ?? STEP_DEFAULTS.maxAttempts;
     this.log.warn("workflow step failed", { step: name, attempt, permanent, error });
     if (permanent || attempt >= max) {
-      const out = await this.#write({ ...base, status: "failed", error });
-      return out === "hang" ? "hang" : { error: new StepFailedError(name, error) };
+      const w = await this.#write({ ...base, status: "failed", error });
+      return w === "hang" ? "hang" : { error: new StepFailedError(name, error) };
     }
-    const window = retryWindow(options.backoff ?? STEP_DEFAULTS.backoff, attempt);
-    const wakeAtMs = this.now() + window.minMs + Math.random() * (window.maxMs - window.minMs);
-    const out = await this.#write({ ...base, status: "retrying", error, wakeAtMs });
-    if (out !== "hang") this.#suspend("pending", wakeAtMs);
+    const wakeAtMs = nextTryAtMs(options as StepOptions<unknown>, attempt, this.now());
+    const w = await this.#write({ ...base, status: "retrying", error, wakeAtMs });
+    if (w !== "hang") this.#suspend("pending", wakeAtMs);
     return "hang";
   }
 
@@ -339,8 +303,10 @@ export class Replay implements WorkflowContext {
       answer = await recordStep(this.#deps.sql, this.#deps.fence, w);
     } catch (error) {
       // Not the step's failure: the workflow must not see it (nor compensate for it).
+      // It wins over a cancel: the invocation is retried rather than compensating
+      // around a step whose result was never recorded.
       this.writeError ??= error;
-      this.halt ??= "write_failed";
+      if (this.halt !== "lease_lost") this.halt = "write_failed";
       return "hang";
     }
     if (answer === "lease_lost") {

@@ -7,6 +7,7 @@ import type { Sql } from "npm:postgres@3";
 import { z } from "npm:zod@4";
 import { createLogger, type Logger } from "../core/log.ts";
 import { defineJob, type JobDefinition } from "../queue/job.ts";
+import { CANCEL_POLL_MS, CancelWatch } from "./cancel_watch.ts";
 import { type WorkflowDefinition, workflowRegistry } from "./definition.ts";
 import { runInvocation } from "./engine.ts";
 
@@ -20,12 +21,18 @@ export interface WorkflowRunJobOptions {
   log?: Logger;
   /** One invocation's limit; a run needing longer continues in the next (default 30 s). */
   timeoutMs?: number;
+  /**
+   * While invocations run, how often the worker looks for cancelled runs to abort
+   * their running steps (default {@link CANCEL_POLL_MS}; see cancel_watch.ts).
+   */
+  cancelPollMs?: number;
 }
 
 /** The `workflow.run` job type for the given workflows. */
 export function workflowRunJob(options: WorkflowRunJobOptions): JobDefinition {
   const registry = workflowRegistry(options.workflows);
   const log = options.log ?? createLogger("info", { component: "workflows" });
+  const cancels = new CancelWatch(options.sql, options.cancelPollMs ?? CANCEL_POLL_MS, log);
   return defineJob({
     type: WORKFLOW_JOB_TYPE,
     schema: z.object({ runId: z.number().int().positive() }),
@@ -40,6 +47,7 @@ export function workflowRunJob(options: WorkflowRunJobOptions): JobDefinition {
         { runId, jobId: ctx.id, token: ctx.leaseToken },
         ctx.signal,
         log,
+        cancels,
       ),
   });
 }

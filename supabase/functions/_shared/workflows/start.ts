@@ -32,7 +32,17 @@ export interface WorkflowStatus {
   status: string;
   output?: unknown;
   error?: string;
-  steps: { name: string; kind: string; status: string; attempts: number; error?: string }[];
+  steps: {
+    name: string;
+    kind: string;
+    status: string;
+    attempts: number;
+    error?: string;
+    /** Set once its compensation ran or was tried: compensated, retrying, compensation_failed. */
+    compensation?: string;
+    compensationAttempts?: number;
+    compensationError?: string;
+  }[];
 }
 
 /** Validates `input` with the workflow's schema and starts a run; returns its id. */

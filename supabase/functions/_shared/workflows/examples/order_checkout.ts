@@ -13,9 +13,11 @@
 import type { Sql } from "npm:postgres@3";
 import { z } from "npm:zod@4";
 import { sqlState } from "../../core/db.ts";
+import { isInstance } from "../../core/errors.ts";
 import { PermanentJobError } from "../../queue/errors.ts";
 import { outboundFetch } from "../../resilience/outbound_fetch.ts";
 import { defineWorkflow, type WorkflowDefinition } from "../definition.ts";
+import { WorkflowCancelledError } from "../errors.ts";
 
 /** The workflow's name. */
 export const ORDER_CHECKOUT = "order.checkout";
@@ -78,13 +80,16 @@ export function orderCheckoutWorkflow(deps: OrderCheckoutDeps): WorkflowDefiniti
         },
       });
       const charge = await ctx.step("charge", async ({ idempotencyKey, signal }) => {
-        const res = await post(
-          "charges",
-          { amountCents, runId: ctx.runId },
-          idempotencyKey,
-          signal,
-        );
-        return { chargeId: String(res.id) };
+        const body = { amountCents, runId: ctx.runId };
+        try {
+          return { chargeId: String((await post("charges", body, idempotencyKey, signal)).id) };
+        } catch (error) {
+          // A cancel aborted a request the partner may already have acted on. Finish it
+          // (the same idempotency key gets the same charge back) so the step completes
+          // and its refund runs; an aborted, unrecorded charge could never be refunded.
+          if (!isInstance(signal.reason, WorkflowCancelledError)) throw error;
+          return { chargeId: String((await post("charges", body, idempotencyKey)).id) };
+        }
       }, {
         compensate: async ({ chargeId }) => {
           await post("refunds", { chargeId }, `${ctx.runId}:charge:refund`);
