@@ -166,19 +166,20 @@ function plan(): Measurement[] {
         workers: 1,
         settings: {},
         describe: peer === "ours"
-          ? "enqueueMany as shipped: 5,000 jobs per statement, 2 statements in flight " +
+          ? "enqueueMany as shipped: 5,000 jobs per statement, one at a time " +
             "(zod-validated payloads)"
           : `${api[peer]}, ${CHUNK} jobs per call, one call at a time`,
       });
     }
     out.push({
-      id: "enqueue ours serial",
-      label: "ours enqueueMany, one statement at a time",
+      id: "enqueue ours parallel",
+      label: "ours enqueueMany, 2 statements in flight",
       peer: "ours",
       kind: "enqueue",
       workers: 1,
-      settings: { statementsInFlight: 1 },
-      describe: "enqueueMany with statementsInFlight 1: the peers' one-call-at-a-time shape",
+      settings: { statementsInFlight: 2 },
+      describe: "enqueueMany with statementsInFlight 2 (opt-in: input order kept within " +
+        "each statement of 5,000, not across them)",
     });
   }
   if (want("drain")) {
@@ -356,13 +357,15 @@ function printResults(ms: Measurement[], lat: number[]) {
   if (want("enqueue")) {
     console.log(`\nEnqueue, batched (${N} jobs; jobs/s: median (min-max, n))`);
     table(
-      ["library", "jobs/s", "ours / this", "ours one at a time / this"],
-      (["ours", "ours serial", "graphile", "pgboss"] as const).filter((p) => has(`enqueue ${p}`))
+      ["library", "jobs/s", "ours / this", "ours, 2 in flight / this"],
+      (["ours", "ours parallel", "graphile", "pgboss"] as const).filter((p) => has(`enqueue ${p}`))
         .map((p) => [
           byId.get(`enqueue ${p}`)!.label,
           fmtSummary(s(`enqueue ${p}`)),
           p.startsWith("ours") ? "-" : fmtRatio(ratio(s("enqueue ours"), s(`enqueue ${p}`))),
-          p.startsWith("ours") ? "-" : fmtRatio(ratio(s("enqueue ours serial"), s(`enqueue ${p}`))),
+          p.startsWith("ours")
+            ? "-"
+            : fmtRatio(ratio(s("enqueue ours parallel"), s(`enqueue ${p}`))),
         ]),
     );
   }
@@ -459,8 +462,8 @@ function printResults(ms: Measurement[], lat: number[]) {
     1.0,
   );
   t(
-    "(same, ours one statement at a time)",
-    "enqueue ours serial",
+    "(same, ours opt-in 2 statements in flight)",
+    "enqueue ours parallel",
     "enqueue graphile",
     ">=",
     1.0,

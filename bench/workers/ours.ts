@@ -5,7 +5,7 @@
  * Argument: one JSON object
  *   {"url", "mode": "enqueue"|"drain", "n", "settings": {...}}
  * - enqueue: `enqueueMany` of n no-op jobs (it sends chunks of 5,000 per
- *   statement, two at once unless settings.statementsInFlight says otherwise),
+ *   statement, one at a time unless settings.statementsInFlight says otherwise),
  *   timed in-process after the connection is open.
  * - drain: opens the connection pool, says ready, waits for `go`, then runs
  *   `runWorker` in drain mode; settings.shipped = true runs exactly what
