@@ -106,13 +106,14 @@ const drainSettings: Record<string, Omit<Measurement, "id" | "kind" | "workers">
     label: "ours, equal settings",
     peer: "ours",
     settings: { concurrency: C, batchSize: B },
-    describe: `concurrency ${C}, batch ${B}, pool 3`,
+    describe:
+      `concurrency ${C}, batch ${B}, pool 3 (claims of 100+ split in two halves while deep)`,
   },
   "ours best": {
     label: "ours, best batch",
     peer: "ours",
     settings: { concurrency: C, batchSize: OURS_BEST_BATCH },
-    describe: `concurrency ${C}, batch ${OURS_BEST_BATCH}, pool 3`,
+    describe: `concurrency ${C}, batch ${OURS_BEST_BATCH}, pool 3 (split in two halves while deep)`,
   },
   "graphile equal": {
     label: "graphile-worker, equal settings",
