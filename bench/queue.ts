@@ -100,7 +100,8 @@ const drainSettings: Record<string, Omit<Measurement, "id" | "kind" | "workers">
     settings: { shipped: true },
     describe: "runWorker as queue-worker calls it: concurrency 10, adaptive batch " +
       "(2 x 10 = 20, doubling while claims come back full, up to 500), pool 3 (createDatabase), " +
-      "acks piggybacked on the next claim, claims of 100+ split in two concurrent halves while deep",
+      "acks piggybacked on the next claim, claims of 100+ split in two concurrent halves " +
+      "while deep",
   },
   "ours equal": {
     label: "ours, equal settings",

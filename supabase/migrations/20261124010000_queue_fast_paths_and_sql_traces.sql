@@ -383,7 +383,8 @@ begin
   );
   v_bytes := octet_length(v_payload::text);
   if v_bytes > queue.max_payload_bytes() then
-    raise exception 'queue: payload too large: % bytes of JSON for a % on %.%, the limit is % bytes',
+    raise exception
+      'queue: payload too large: % bytes of JSON for a % on %.%, the limit is % bytes',
       v_bytes, tg_op, tg_table_schema, tg_table_name, queue.max_payload_bytes()
       using errcode = '54000',
         hint = 'Enqueue a reference (e.g. the row id) from your own trigger instead of the row.';

@@ -283,7 +283,7 @@ Deno.test("queue limits: enqueueMany splits a batch by bytes, keeping input orde
   assert.equal(new Set(rows.map((r) => r.tx)).size, 4, "3 jobs per 3 MiB statement");
 });
 
-Deno.test("queue limits: enqueueMany with statements in flight returns ids in input order", async () => {
+Deno.test("queue limits: enqueueMany, statements in flight: ids in input order", async () => {
   await using db = await freshDatabase();
   const job = defineJob({
     type: "t",
