@@ -5,7 +5,8 @@
  * Argument: one JSON object
  *   {"url", "mode": "enqueue"|"drain", "n", "settings": {...}}
  * - enqueue: `enqueueMany` of n no-op jobs (it sends chunks of 5,000 per
- *   statement), timed in-process after the connection is open.
+ *   statement, one at a time unless settings.statementsInFlight says otherwise),
+ *   timed in-process after the connection is open.
  * - drain: opens the connection pool, says ready, waits for `go`, then runs
  *   `runWorker` in drain mode; settings.shipped = true runs exactly what
  *   `queue-worker` passes (concurrency 10, default batch = 2 x concurrency,
@@ -30,7 +31,12 @@ interface Config {
   url: string;
   mode: "enqueue" | "drain" | "latency";
   n: number;
-  settings: { shipped?: boolean; concurrency?: number; batchSize?: number };
+  settings: {
+    shipped?: boolean;
+    concurrency?: number;
+    batchSize?: number;
+    statementsInFlight?: number;
+  };
 }
 
 const cfg = JSON.parse(Deno.args[0]!) as Config;
@@ -77,7 +83,7 @@ try {
     const noop = defineJob({ type: "noop", schema, handler: () => {} });
     const items = Array.from({ length: cfg.n }, (_, i) => ({ job: noop, payload: { i } }));
     const t0 = clock();
-    await enqueueMany(sql, items);
+    await enqueueMany(sql, items, { statementsInFlight: cfg.settings?.statementsInFlight });
     emit({ type: "result", ms: clock() - t0 });
   } else if (cfg.mode === "latency") {
     emit({ type: "result", samples: await latency(cfg.n, cfg.settings.concurrency ?? 10) });

@@ -16,6 +16,7 @@ import {
   MAX_BATCH_SIZE,
   nextBatchSize,
   runWorker,
+  SPLIT_CLAIM_AT,
 } from "../../supabase/functions/_shared/mod.ts";
 
 const bounds = { min: 20, max: 500 };
@@ -51,13 +52,24 @@ Deno.test("queue batch: a drain at the defaults claims in growing batches up to 
   const job = defineJob({ type: "noop", schema: z.object({ i: z.number() }), handler: () => {} });
   const n = 3000;
   await enqueueMany(db.sql, Array.from({ length: n }, (_, i) => ({ job, payload: { i } })));
-  // Every claim's size (the 4th value of ack_and_claim's statement), from the real statements.
+  // Every claim's size (the 4th value of ack_and_claim's statement), from the real statements;
+  // the statements sent in one synchronous step (a claim split in two halves) are one claim.
   const wants: number[] = [];
+  const parts: number[] = [];
+  let step: number[] | null = null;
   const sql = new Proxy(db.sql, {
     apply(target, self, args: unknown[]) {
       const strings = args[0] as readonly string[];
       if (Array.isArray(strings) && strings.join("").includes("queue.ack_and_claim")) {
-        wants.push(args[4] as number);
+        if (step === null) {
+          const current: number[] = step = [];
+          queueMicrotask(() => {
+            wants.push(current.reduce((a, b) => a + b, 0));
+            parts.push(current.length);
+            step = null;
+          });
+        }
+        step.push(args[4] as number);
       }
       return Reflect.apply(target, self, args);
     },
@@ -77,4 +89,10 @@ Deno.test("queue batch: a drain at the defaults claims in growing batches up to 
     assert.ok(wants[i]! >= wants[i - 1]!, `grows while deep: ${wants}`);
   }
   assert.ok(wants.length < n / 20 / 4, `fewer round trips than fixed batches: ${wants.length}`);
+  // Deep and big: a claim of SPLIT_CLAIM_AT or more goes out as two concurrent halves.
+  assert.ok(parts.includes(2), `split while deep: ${parts}`);
+  assert.ok(
+    wants.every((w, i) => parts[i] === 1 || w >= SPLIT_CLAIM_AT),
+    `only big claims split: ${wants} ${parts}`,
+  );
 });

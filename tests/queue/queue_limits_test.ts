@@ -283,6 +283,31 @@ Deno.test("queue limits: enqueueMany splits a batch by bytes, keeping input orde
   assert.equal(new Set(rows.map((r) => r.tx)).size, 4, "3 jobs per 3 MiB statement");
 });
 
+Deno.test("queue limits: enqueueMany, statements in flight: ids in input order", async () => {
+  await using db = await freshDatabase();
+  const job = defineJob({
+    type: "t",
+    schema: z.object({ p: z.string(), i: z.number() }),
+    handler: () => {},
+  });
+  const items = Array.from(
+    { length: 10 },
+    (_, i) => ({ job, payload: { i, p: "x".repeat(900_000) } }),
+  );
+  const ids = await enqueueMany(db.sql, items, { statementBytes: 3 * MiB, statementsInFlight: 3 });
+  assert.equal(new Set(ids).size, items.length);
+  const rows = await db.sql`select id, (payload ->> 'i')::int as i from queue.jobs`;
+  const byId = new Map(rows.map((r) => [Number(r.id), r.i]));
+  assert.deepEqual(ids.map((id) => byId.get(id)), items.map((it) => it.payload.i));
+  for (const bad of [0, -1, 1.5, NaN, Infinity]) {
+    await assert.rejects(
+      enqueueMany(db.sql, items.slice(0, 1), { statementsInFlight: bad }),
+      QueueOptionsError,
+      String(bad),
+    );
+  }
+});
+
 Deno.test("queue limits: run_at must be finite, in years 1..9999", async () => {
   await using db = await freshDatabase();
   const cases: [string, boolean][] = [

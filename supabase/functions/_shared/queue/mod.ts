@@ -37,6 +37,7 @@ export {
   MAX_BATCH_SIZE,
   nextBatchSize,
   runWorker,
+  SPLIT_CLAIM_AT,
   type StopReason,
   type WorkerOptions,
   type WorkerSummary,

@@ -14,7 +14,7 @@ import { DeferJobError, JobTimeoutError, PermanentJobError, WorkerBudgetError } 
 import { JOB_DEFAULTS, type JobContext, type JobDefinition, type JobRegistry } from "./job.ts";
 import { effectiveMaxAttempts } from "./retry_policy.ts";
 
-/** A job as `queue.claim` / `queue.ack_and_claim` return it. */
+/** A claimed job (`queue.claim` returns these columns and more; the worker keeps these). */
 export interface ClaimedJob {
   id: number;
   job_type: string;
@@ -22,7 +22,8 @@ export interface ClaimedJob {
   attempts: number;
   max_attempts: number;
   lease_token: string;
-  lease_until: string;
+  /** When the lease ends (`queue.claim`); the worker tracks leases locally instead. */
+  lease_until?: string;
   /** The enqueuing span's W3C traceparent, if it was traced. */
   traceparent?: string | null;
   tracestate?: string | null;

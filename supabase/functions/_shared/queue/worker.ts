@@ -111,6 +111,9 @@ function budgetReserveMs(budgetMs: number): number {
   return Math.min(2_000, Math.max(100, budgetMs / 10));
 }
 
+/** Claims of this many jobs or more are split in two concurrent halves while the queue is deep. */
+export const SPLIT_CLAIM_AT = 100;
+
 /** Default ceiling of an adaptive claim. */
 export const MAX_BATCH_SIZE = 500;
 
@@ -203,6 +206,10 @@ class WorkerLoop {
   /** NOTIFYs received: an empty claim goes idle only if none arrived while it was in flight. */
   #notifications = 0;
   #lastReclaim = -Infinity;
+  /** The last claim came back full: the queue is deep. */
+  #deep = false;
+  /** A wake-up came while the loop was not asleep: its next sleep returns at once. */
+  #woken = false;
   /** Ends the current idle wait early (a job ended, a NOTIFY, an abort). */
   #wake: (() => void) | null = null;
 
@@ -258,6 +265,8 @@ class WorkerLoop {
 
   /** One turn of the loop; false once it is over. */
   async #turn(): Promise<boolean> {
+    // Whatever woke the loop before this turn, the turn itself handles.
+    this.#woken = false;
     await this.flushOutcomes();
     if (this.#renew.length > 0) await this.#renewLeases();
     const stopReason = this.#stopReason();
@@ -316,17 +325,32 @@ class WorkerLoop {
     const notified = this.#notifications;
     const { sql } = this.#options;
     const leaseSeconds = (this.#leaseMs ?? this.#leases.defaultMs) / 1000;
+    const leaseByType = this.#leaseMs === null ? this.#leases.json : null;
+    // A deep queue and a big claim: two half claims at once, on two connections of
+    // the pool, so two backends do the claim's work (the drain is bound by the
+    // database, not by handlers). Both halves together hold no more than one claim.
+    const half = this.#deep && want >= SPLIT_CLAIM_AT ? Math.floor(want / 2) : 0;
     const sent = this.#now();
-    const got = await ackAndClaim(
-      sql,
-      this.#takeAcks(),
-      this.#queue,
-      want,
-      leaseSeconds,
-      this.#workerId,
-      reclaim,
-      this.#leaseMs === null ? this.#leases.json : null,
-    );
+    const claim = (acks: Acks, n: number, sweep: boolean) =>
+      ackAndClaim(sql, acks, this.#queue, n, leaseSeconds, this.#workerId, sweep, leaseByType);
+    const acks = this.#takeAcks();
+    // The acknowledgements are split too, so the halves take about as long.
+    const cut = half > 0 ? acks.ids.length >> 1 : acks.ids.length;
+    const [got, more] = await Promise.all([
+      claim(
+        { ids: acks.ids.slice(0, cut), tokens: acks.tokens.slice(0, cut) },
+        want - half,
+        reclaim,
+      ),
+      half > 0
+        ? claim({ ids: acks.ids.slice(cut), tokens: acks.tokens.slice(cut) }, half, false)
+        : null,
+    ]);
+    if (more) {
+      got.jobs.push(...more.jobs);
+      got.acked += more.acked;
+    }
+    this.#deep = got.jobs.length === want;
     this.#summary.completed += got.acked;
     this.#summary.claimed += got.jobs.length;
     this.#resize(got.jobs.length, want);
@@ -569,6 +593,12 @@ class WorkerLoop {
   }
 
   #sleep(ms: number): Promise<void> {
+    // A job that ended while the loop awaited a statement (no sleeper yet) must not
+    // leave the loop sleeping a whole interval with nothing running.
+    if (this.#woken) {
+      this.#woken = false;
+      return Promise.resolve();
+    }
     return new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
         this.#wake = null;
@@ -584,6 +614,7 @@ class WorkerLoop {
   #wakeUp(): void {
     const wake = this.#wake;
     this.#wake = null;
-    wake?.();
+    if (wake) wake();
+    else this.#woken = true;
   }
 }
