@@ -25,6 +25,24 @@ export function spawnServer(
 
 export { stopChild as stopServer };
 
+/**
+ * CPU seconds (user + system, all threads) a process has used so far, from
+ * /proc (Linux; NaN elsewhere). CPU per request moves much less with machine
+ * load than requests per second do: a busy neighbour takes the server's time
+ * slices, not the work each request needs.
+ */
+export async function cpuSeconds(pid: number): Promise<number> {
+  try {
+    const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+    // Fields after the command name: utime and stime are the 12th and 13th
+    // (in clock ticks, 100 per second on Linux); they include exited threads.
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return NaN;
+  }
+}
+
 /** Polls `url` until it answers 200; returns the body of that answer. */
 export async function waitFor(
   url: string,
