@@ -10,6 +10,8 @@
  * the order rotating), and the tables print the median, min-max and n, and
  * ratios of medians; the final table prints the targets with met/missed.
  * Each server's answer is checked before it is measured. Nothing asserts timings.
+ * Beside req/s, each server's CPU per request (all its threads, from /proc) is
+ * printed: on a shared machine it moves much less with load than req/s does.
  * Servers live in bench/servers/*, helpers in bench/lib/*.
  *
  * Flags: --duration=5 (seconds of wrk per measurement), --warmup=2 (seconds of
@@ -19,7 +21,7 @@
 import { words } from "./lib/args.ts";
 import { onInterrupt } from "./lib/proc.ts";
 import { table, type Target, targetsTable } from "./lib/report.ts";
-import { bundle, coldStart, spawnServer, stopServer, waitFor } from "./lib/servers.ts";
+import { bundle, coldStart, cpuSeconds, spawnServer, stopServer, waitFor } from "./lib/servers.ts";
 import {
   compact,
   fmtRatio,
@@ -122,17 +124,21 @@ async function warmOnce(s: Server) {
     const answer = await waitFor(url, { method: "POST", body, headers });
     if (answer !== expected) throw new Error(`${s.name} answered ${answer}, not ${expected}`);
     if (warmup > 0) await wrk(url, { seconds: warmup, body, headers, connections }); // JIT, token cache
+    const cpu0 = await cpuSeconds(child.pid);
     const r = await wrk(url, { seconds: duration, body, headers, connections });
+    const cpu1 = await cpuSeconds(child.pid);
     if (r.non2xx > 0 || r.errors > 0) {
       throw new Error(`${s.name}: ${r.non2xx} non-2xx responses, ${r.errors} socket errors`);
     }
-    return r;
+    // The server's CPU per answered request (all its threads: JS, HTTP, GC).
+    return { ...r, cpuUs: ((cpu1 - cpu0) * 1e6) / (r.rps * duration) };
   } finally {
     await stopServer(child);
   }
 }
 
 const rps = new Map<string, number[]>();
+const cpu = new Map<string, number[]>();
 const p50 = new Map<string, number[]>();
 const p99 = new Map<string, number[]>();
 const S = (m: Map<string, number[]>, k: string): Summary => summarize(m.get(k) ?? []);
@@ -148,30 +154,69 @@ if (want("warm")) {
     for (const s of rotate(servers, r)) {
       const x = await warmOnce(s);
       push(rps, s.id, x.rps);
+      push(cpu, s.id, x.cpuUs);
       push(p50, s.id, x.p50);
       push(p99, s.id, x.p99);
-      console.log(`round ${r + 1}/${runs}  ${s.name.padEnd(44)} ${compact(x.rps)} req/s`);
+      console.log(
+        `round ${r + 1}/${runs}  ${s.name.padEnd(44)} ${compact(x.rps)} req/s, ` +
+          `${x.cpuUs.toFixed(1)} µs CPU/request`,
+      );
     }
   }
   const api = S(rps, "api");
   console.log();
+  const apiCpu = S(cpu, "api");
   table(
-    ["server", "req/s: median (min-max, n)", "p50 ms", "p99 ms", "api / this"],
+    [
+      "server",
+      "req/s: median (min-max, n)",
+      "p50 ms",
+      "p99 ms",
+      "api / this",
+      "server CPU µs/request",
+      "api / this, by CPU",
+    ],
     servers.map((s) => [
       s.name,
       fmtSummary(S(rps, s.id)),
       S(p50, s.id).median.toFixed(2),
       S(p99, s.id).median.toFixed(2),
       s.id === "api" ? "-" : fmtRatio(ratio(api, S(rps, s.id))),
+      fmtSummary(S(cpu, s.id)),
+      // Throughput a core would give at that CPU cost: the inverse ratio of CPU.
+      s.id === "api" ? "-" : fmtRatio(ratio(S(cpu, s.id), apiCpu)),
     ]),
   );
   const pair = (a: string, b: string) => ({
     ratio: ratio(S(rps, a), S(rps, b)),
     range: pairedRange(rps.get(a) ?? [], rps.get(b) ?? []),
   });
+  // By CPU: the other's CPU per request over api's (higher is better for api).
+  const pairCpu = (a: string, b: string) => ({
+    ratio: ratio(S(cpu, b), S(cpu, a)),
+    range: pairedRange(cpu.get(b) ?? [], cpu.get(a) ?? []),
+  });
   const log = pair("api-log", "api");
   console.log(
     `\naccess log on / off: ${fmtRatio(log.ratio)} (${log.range.map(fmtRatio).join("-")})`,
+  );
+  console.log("\napi's ratios (ratio of medians, per-round range), by req/s and by server CPU:");
+  table(
+    ["api / this", "by req/s", "by CPU per request"],
+    [
+      ["bare Deno.serve echo", "bare"],
+      ["hand-written contract limit", "limit"],
+      ["Hono + jwk() JWKS + zod-validator", "hono"],
+      ["@supabase/server withSupabase + zod", "supabase-server"],
+    ].map(([name, id]) => {
+      const a = pair("api", id!);
+      const c = pairCpu("api", id!);
+      return [
+        name!,
+        `${fmtRatio(a.ratio)} (${a.range.map(fmtRatio).join("-")})`,
+        `${fmtRatio(c.ratio)} (${c.range.map(fmtRatio).join("-")})`,
+      ];
+    }),
   );
   targets.push(
     {
@@ -182,6 +227,18 @@ if (want("warm")) {
     },
     { what: "warm, api / bare Deno.serve echo", ...pair("api", "bare"), op: ">=", bound: 0.8 },
     { what: "warm, api / Hono + JWKS + zod-validator", ...pair("api", "hono"), op: ">=", bound: 3 },
+    {
+      what: "warm by CPU/request, api / contract limit",
+      ...pairCpu("api", "limit"),
+      op: ">=",
+      bound: 0.9,
+    },
+    {
+      what: "warm by CPU/request, api / bare echo",
+      ...pairCpu("api", "bare"),
+      op: ">=",
+      bound: 0.8,
+    },
   );
 }
 
@@ -241,17 +298,22 @@ if (want("cold")) {
       `load ${await loadavg()}`,
   );
   const ms = new Map<string, number[]>();
+  const cpuMs = new Map<string, number[]>();
   for (let r = 0; r < coldRuns; r++) {
     for (const c of rotate(cold, r)) {
-      push(
-        ms,
-        c.id,
-        await coldStart(c.file, c.path, freePort(), project.env, PROJECT_ROOT, c.init),
-      );
+      const x = await coldStart(c.file, c.path, freePort(), project.env, PROJECT_ROOT, c.init);
+      push(ms, c.id, x.ms);
+      push(cpuMs, c.id, x.cpuMs);
     }
   }
   table(
-    ["function", "ms: median (min-max, n)", "/ hello-world"],
+    [
+      "function",
+      "ms: median (min-max, n)",
+      "/ hello-world",
+      "server CPU ms by the first 200",
+      "/ hello-world, by CPU",
+    ],
     cold.map((c) => {
       const base = c.id.includes("split-bundled")
         ? "hello split-bundled"
@@ -262,13 +324,17 @@ if (want("cold")) {
         c.id,
         fmtSummary(S(ms, c.id)),
         c.id === base ? "-" : fmtRatio(ratio(S(ms, c.id), S(ms, base))),
+        fmtSummary(S(cpuMs, c.id)),
+        c.id === base ? "-" : fmtRatio(ratio(S(cpuMs, c.id), S(cpuMs, base))),
       ];
     }),
   );
-  const pair = (a: string, b: string) =>
-    ms.has(a) && ms.has(b)
-      ? { ratio: ratio(S(ms, a), S(ms, b)), range: pairedRange(ms.get(a) ?? [], ms.get(b) ?? []) }
+  const pairOf = (m: Map<string, number[]>) => (a: string, b: string) =>
+    m.has(a) && m.has(b)
+      ? { ratio: ratio(S(m, a), S(m, b)), range: pairedRange(m.get(a) ?? [], m.get(b) ?? []) }
       : { ratio: NaN };
+  const pair = pairOf(ms);
+  const pairCpu = pairOf(cpuMs);
   targets.push(
     { what: "cold start, api / hello (deno serve)", ...pair("api", "hello"), op: "<=", bound: 1.3 },
     {
@@ -280,6 +346,24 @@ if (want("cold")) {
     {
       what: "cold start, api / hello (bundled, code splitting)",
       ...pair("api split-bundled", "hello split-bundled"),
+      op: "<=",
+      bound: 1.3,
+    },
+    {
+      what: "cold start by CPU, api / hello (deno serve)",
+      ...pairCpu("api", "hello"),
+      op: "<=",
+      bound: 1.3,
+    },
+    {
+      what: "cold start by CPU, api / hello (bundled)",
+      ...pairCpu("api bundled", "hello bundled"),
+      op: "<=",
+      bound: 1.3,
+    },
+    {
+      what: "cold start by CPU, api / hello (code splitting)",
+      ...pairCpu("api split-bundled", "hello split-bundled"),
       op: "<=",
       bound: 1.3,
     },

@@ -25,6 +25,24 @@ export function spawnServer(
 
 export { stopChild as stopServer };
 
+/**
+ * CPU seconds (user + system, all threads) a process has used so far, from
+ * /proc (Linux; NaN elsewhere). CPU per request moves much less with machine
+ * load than requests per second do: a busy neighbour takes the server's time
+ * slices, not the work each request needs.
+ */
+export async function cpuSeconds(pid: number): Promise<number> {
+  try {
+    const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+    // Fields after the command name: utime and stime are the 12th and 13th
+    // (in clock ticks, 100 per second on Linux); they include exited threads.
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return NaN;
+  }
+}
+
 /** Polls `url` until it answers 200; returns the body of that answer. */
 export async function waitFor(
   url: string,
@@ -45,7 +63,18 @@ export async function waitFor(
   throw new Error(`${url} did not answer 200 (last: ${last})`);
 }
 
-/** Milliseconds from spawn to the first 200 of `path` (a GET unless `init` says otherwise). */
+/** One cold start: wall time from spawn to the first 200, and the CPU the server used by then. */
+export interface ColdStart {
+  ms: number;
+  /**
+   * CPU milliseconds the server's threads had run when it answered (from
+   * /proc/<pid>/task/<tid>/schedstat, nanoseconds; NaN off Linux). Steadier than
+   * wall time on a shared machine: load stretches the wait, not the work.
+   */
+  cpuMs: number;
+}
+
+/** Spawns `file`, polls `path` (a GET unless `init` says otherwise) until a 200, stops it. */
 export async function coldStart(
   file: string,
   path: string,
@@ -53,14 +82,30 @@ export async function coldStart(
   env: Record<string, string>,
   cwd: string,
   init: RequestInit = {},
-): Promise<number> {
+): Promise<ColdStart> {
   const started = performance.now();
   const child = spawnServer(file, port, env, cwd);
   try {
     await waitFor(`http://127.0.0.1:${port}${path}`, init);
-    return performance.now() - started;
+    const ms = performance.now() - started;
+    return { ms, cpuMs: await threadsCpuMs(child.pid) };
   } finally {
     await stopChild(child);
+  }
+}
+
+/** The CPU time of a process's live threads, ms (NaN where /proc has no schedstat). */
+async function threadsCpuMs(pid: number): Promise<number> {
+  try {
+    let ns = 0;
+    for await (const task of Deno.readDir(`/proc/${pid}/task`)) {
+      const text = await Deno.readTextFile(`/proc/${pid}/task/${task.name}/schedstat`)
+        .catch(() => "0");
+      ns += Number(text.split(" ")[0]);
+    }
+    return ns / 1e6;
+  } catch {
+    return NaN;
   }
 }
 

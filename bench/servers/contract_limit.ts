@@ -6,7 +6,9 @@
  *   configured; x-request-id, the caller's when it is well-formed; content-type);
  * - the bearer token looked up in a Map of already-verified tokens (filled by
  *   one jose verification against the JWKS the first time; never used past exp);
- * - a JSON parse, the action name, the same zod schema, the JSON response.
+ * - a JSON parse (`req.json()`, the runtime's one-op fast path, which turns invalid
+ *   UTF-8 into U+FFFD where `api` answers 400), the action name, the same zod
+ *   schema, the JSON response.
  * It skips what the contract adds for other requests (413/415 checks, problem+json
  * errors beyond a bare status, logging), so it is a strict upper bound.
  */
@@ -36,41 +38,45 @@ async function claims(token: string): Promise<JWTPayload | null> {
   }
 }
 
-function headers(req: Request): Record<string, string> {
+/**
+ * The response with the contract's headers, built the cheapest way Deno offers:
+ * a body with only a content-type takes the runtime's static fast path, and the
+ * other headers are then set on it (cheaper than a record of four, which makes
+ * the runtime validate every value and prepare a native header list).
+ */
+function respond(req: Request, status: number, body: string): Response {
+  const res = new Response(body, { status, headers: { "content-type": "application/json" } });
+  const h = res.headers;
   const given = req.headers.get("x-request-id");
-  const h: Record<string, string> = {
-    "content-type": "application/json",
-    "x-request-id": given && REQUEST_ID.test(given) ? given : crypto.randomUUID(),
-  };
+  h.set("x-request-id", given && REQUEST_ID.test(given) ? given : crypto.randomUUID());
   if (anyOrigin) {
-    h["access-control-allow-origin"] = "*";
-    h["access-control-expose-headers"] = EXPOSE;
+    h.set("access-control-allow-origin", "*");
+    h.set("access-control-expose-headers", EXPOSE);
   } else {
     const origin = req.headers.get("origin");
-    h.vary = "Origin";
+    h.set("vary", "Origin");
     if (origin && origins.includes(origin)) {
-      h["access-control-allow-origin"] = origin;
-      h["access-control-expose-headers"] = EXPOSE;
+      h.set("access-control-allow-origin", origin);
+      h.set("access-control-expose-headers", EXPOSE);
     }
   }
-  return h;
+  return res;
 }
 
 export default {
   async fetch(req: Request): Promise<Response> {
-    const h = headers(req);
     const auth = req.headers.get("authorization");
     const user = auth?.startsWith("Bearer ") ? await claims(auth.slice(7)) : null;
-    if (!user) return new Response('{"status":401}', { status: 401, headers: h });
+    if (!user) return respond(req, 401, '{"status":401}');
     let body: { action?: unknown; payload?: unknown };
     try {
       body = await req.json();
     } catch {
-      return new Response('{"status":400}', { status: 400, headers: h });
+      return respond(req, 400, '{"status":400}');
     }
-    if (body?.action !== "echo") return new Response('{"status":404}', { status: 404, headers: h });
+    if (body?.action !== "echo") return respond(req, 404, '{"status":404}');
     const parsed = echo.safeParse(body.payload);
-    if (!parsed.success) return new Response('{"status":422}', { status: 422, headers: h });
-    return new Response(JSON.stringify({ data: parsed.data }), { headers: h });
+    if (!parsed.success) return respond(req, 422, '{"status":422}');
+    return respond(req, 200, JSON.stringify({ data: parsed.data }));
   },
 };

@@ -17,5 +17,9 @@ export function createAuthenticator(env: Env, deps: AuthDeps = {}): Authenticato
   const refuse = (error: unknown): never => {
     throw toHttpError(error);
   };
-  return { authenticate: (req, modes) => checks.authenticate(req, modes).catch(refuse) };
+  return {
+    authenticate: (req, modes) => checks.authenticate(req, modes).catch(refuse),
+    // Never throws: a hit is a token that was verified before.
+    cachedUser: (authorization, modes) => checks.cachedUser?.(authorization, modes),
+  };
 }

@@ -18,6 +18,7 @@ const tooLarge = (limit: number) =>
 
 /** True for `application/json` and `application/*+json`, any parameters. */
 function isJsonContentType(value: string | null): boolean {
+  if (value === "application/json") return true; // what clients send; no parsing
   if (!value) return false;
   const type = value.split(";", 1)[0]!.trim().toLowerCase();
   return type === "application/json" || (type.startsWith("application/") && type.endsWith("+json"));

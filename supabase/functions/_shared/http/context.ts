@@ -52,8 +52,12 @@ export interface RequestState {
   readonly path: string;
   readonly requestId: string;
   readonly info: ServeInfo | undefined;
-  /** CORS and request-id headers every answer carries. */
-  readonly responseHeaders: Record<string, string>;
+  /** The CORS headers every answer carries (with the request id); shared, never mutated. */
+  readonly cors: Record<string, string>;
+  /** The Authorization header, once the action path has read it (read once per request). */
+  authorization?: string | null;
+  /** The answer that already carries the CORS and request-id headers (invoke.ts sets them). */
+  answered?: Response;
   /** Route parameters, once a route matched. */
   params: Record<string, string>;
   /** The action envelope's payload, once read. */

@@ -8,6 +8,7 @@
 import type { Authenticator, AuthMode } from "../auth/authenticate.ts";
 import type { RateLimiter, RateLimitPolicy } from "../resilience/rate_limit/limiter.ts";
 import { readJsonBody } from "./body.ts";
+import { withCors } from "./cors.ts";
 import {
   type ContextDeps,
   type HandlerContext,
@@ -76,7 +77,14 @@ export async function invoke(
   state: RequestState,
   deps: InvokeDeps,
 ): Promise<Response> {
-  const auth = await deps.authenticator.authenticate(state.req, endpoint.auth);
+  // A caller reusing a verified token is known without a promise; anyone else
+  // goes through authenticate (verification, API keys, the refusals).
+  const auth = deps.authenticator.cachedUser?.(
+    state.authorization !== undefined
+      ? state.authorization
+      : (state.authorization = state.req.headers.get("authorization")),
+    endpoint.auth,
+  ) ?? await deps.authenticator.authenticate(state.req, endpoint.auth);
   state.auth = auth.mode;
   // Actions validate and most handlers answer synchronously: awaiting only real
   // promises saves a microtask turn each on every request.
@@ -89,20 +97,27 @@ export async function invoke(
     : undefined;
   let value = endpoint.call(input, ctx);
   if (isThenable(value)) value = await value;
-  const res = toResponse(value, state.responseHeaders);
+  let res: Response;
+  if (value instanceof Response) {
+    res = value; // the pipeline adds the CORS and request-id headers
+  } else {
+    // Built with only a content-type (the runtime's fast path), then the CORS and
+    // request-id headers set (cors.ts), and marked so the pipeline does not again.
+    res = withCors(
+      new Response(JSON.stringify({ data: value ?? null }), JSON_INIT),
+      state.cors,
+      state.requestId,
+    );
+    state.answered = res;
+  }
   if (limitHeaders) { for (const k in limitHeaders) res.headers.set(k, limitHeaders[k]!); }
   return res;
 }
 
+const JSON_INIT: ResponseInit = Object.freeze({
+  headers: Object.freeze({ "content-type": "application/json" }),
+});
+
 function isThenable(value: unknown): value is PromiseLike<unknown> {
   return typeof (value as { then?: unknown } | null)?.then === "function";
-}
-
-/** A handler's return value as a response: Responses pass through, anything else is `{data}`. */
-function toResponse(value: unknown, headers: Record<string, string>): Response {
-  if (value instanceof Response) return value;
-  return new Response(JSON.stringify({ data: value ?? null }), {
-    status: 200,
-    headers: { "content-type": "application/json", ...headers },
-  });
 }

@@ -3,7 +3,7 @@
  * health and readiness, dispatch to an action or route (see invoke.ts), the one
  * problem+json exit for every error, CORS headers on every answer, the access log.
  */
-import { type AuthMode, hasCredential, missingCredentials } from "../auth/authenticate.ts";
+import { type AuthMode, missingCredentials } from "../auth/authenticate.ts";
 import type { HealthBody } from "../core/readiness.ts";
 import { errorFields } from "../core/log.ts";
 import type { SpanExporter } from "../core/otlp.ts";
@@ -51,9 +51,12 @@ export async function handle(p: Pipeline, req: Request, info?: ServeInfo): Promi
   const logged = p.accessLog > 0 && (p.accessLog >= 1 || Math.random() < p.accessLog);
   const started = logged ? performance.now() : 0;
   const startedAt = p.spans ? Date.now() : 0;
-  const given = req.headers.get("x-request-id");
+  const headers = req.headers;
+  const given = headers.get("x-request-id");
   const requestId = given && REQUEST_ID.test(given) ? given : crypto.randomUUID();
-  const origin = req.headers.get("origin");
+  const preflight = req.method === "OPTIONS";
+  // With `*` the answer does not depend on the Origin: only a preflight reads it.
+  const origin = p.cors.anyOrigin && !preflight ? null : headers.get("origin");
   const url = req.url;
   const state: RequestState = {
     req,
@@ -61,12 +64,12 @@ export async function handle(p: Pipeline, req: Request, info?: ServeInfo): Promi
     path: subPath(pathOf(url), p.name),
     requestId,
     info,
-    responseHeaders: { ...p.cors.headersFor(origin), "x-request-id": requestId },
+    cors: p.cors.headersFor(origin),
     params: {},
     payload: undefined,
   };
   let res: Response;
-  if (req.method === "OPTIONS") {
+  if (preflight) {
     const pre = preflightHeaders(p.cors, origin);
     res = pre ? new Response(null, { status: 204, headers: pre }) : problemResponse(
       new HttpError({ status: 403, code: "origin_not_allowed", detail: "Origin not allowed." }),
@@ -79,8 +82,9 @@ export async function handle(p: Pipeline, req: Request, info?: ServeInfo): Promi
       res = answerError(p, state, thrown);
     }
   }
-  // Plain-data answers were built with these headers already.
-  if (res.headers.get("x-request-id") !== requestId) res = withCors(res, state.responseHeaders);
+  // Plain-data answers were built with these headers already (reading a built
+  // response's headers back would cost the runtime's prepared answer).
+  if (res !== state.answered) res = withCors(res, state.cors, requestId);
   if (logged) {
     const { method } = req;
     const durationMs = Math.round((performance.now() - started) * 100) / 100;
@@ -124,12 +128,16 @@ async function dispatch(p: Pipeline, state: RequestState): Promise<Response> {
   const matched = p.routes.match(req.method, path);
   if (matched && "route" in matched) {
     state.params = matched.params;
-    return invoke(p.routeEndpoints.get(matched.route)!, state, p);
+    return await invoke(p.routeEndpoints.get(matched.route)!, state, p);
   }
   if (matched && "allow" in matched) throw methodNotAllowed([...matched.allow, "OPTIONS"]);
   if (path === "" && p.actions.size > 0) {
     if (req.method !== "POST") throw methodNotAllowed(["POST", "OPTIONS"]);
-    if (p.credentialModes && !hasCredential(req)) throw missingCredentials(p.credentialModes);
+    // Read once here; invoke's cached-token lookup uses it.
+    const authorization = state.authorization = req.headers.get("authorization");
+    if (p.credentialModes && authorization === null && req.headers.get("apikey") === null) {
+      throw missingCredentials(p.credentialModes);
+    }
     const envelope = parseEnvelope(await readJsonBody(req, p.bodyLimit));
     state.action = envelope.action;
     state.payload = envelope.payload;
@@ -138,7 +146,8 @@ async function dispatch(p: Pipeline, state: RequestState): Promise<Response> {
       const detail = `No action named "${envelope.action}".`;
       throw new HttpError({ status: 404, code: "unknown_action", detail });
     }
-    return invoke(endpoint, state, p);
+    // Awaited: returning an async call's promise costs V8 two more microtask turns.
+    return await invoke(endpoint, state, p);
   }
   throw new HttpError({ status: 404, code: "not_found", detail: `No route for ${path || "/"}.` });
 }
