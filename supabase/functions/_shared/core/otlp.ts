@@ -4,6 +4,13 @@
  * carry the same W3C ids as the log lines. The exporter packages are loaded on
  * the first flush, so a function without the variable never loads them (cold
  * start), and a failed export is logged once per flush, never thrown.
+ *
+ * It loads the exporter's browser build, whose transport is `fetch`. The package's
+ * Node build sends with `node:http` and `node:zlib` from CommonJS, and a bundler
+ * then puts `node:module` (`createRequire`) in the chunk every entry loads, which
+ * starts Deno's Node compatibility layer in every bundled start. With code splitting
+ * that made `api` start in 1.96x a hello-world's CPU instead of 1.36x
+ * (`deno task bench:cold`, docs/benchmarks.md).
  */
 import { describeError } from "./errors.ts";
 import type { WarnLog } from "./log.ts";
@@ -48,10 +55,15 @@ export function otlpExporter(endpoint: string, service: string, log: WarnLog): S
 
   const load = async () => {
     const [{ OTLPTraceExporter }, { resourceFromAttributes }] = await Promise.all([
-      import("npm:@opentelemetry/exporter-trace-otlp-http@0.208"),
+      // The browser build: its transport is fetch, not the Node build's node:http one
+      // (see the header).
+      import(
+        "npm:@opentelemetry/exporter-trace-otlp-http@0.208/build/src/platform/browser/index.js"
+      ),
       import("npm:@opentelemetry/resources@2"),
     ]);
-    const exporter = new OTLPTraceExporter({ url });
+    // Headers given: the exporter then never probes navigator.sendBeacon and sends with fetch.
+    const exporter = new OTLPTraceExporter({ url, headers: {} });
     const resource = resourceFromAttributes({ "service.name": service });
     const scope = { name: "supabase-starter" };
     return (spans: FinishedSpan[]) =>
