@@ -37,13 +37,13 @@
  *   (default: all) --peers=ours,emmett (default: both) --durable (fsync on)
  */
 import { join } from "node:path";
-import postgres from "npm:postgres@3";
-import { applyBootstrap, applyMigrations, startPostgres } from "../local/database/mod.ts";
-import { freePort, withDatabase } from "../tests/_harness/database.ts";
+import { applyBootstrap, applyMigrations } from "../local/database/mod.ts";
+import { withDatabase } from "../tests/_harness/database.ts";
 import { flag, num, words } from "./lib/args.ts";
 import { NPM, requireRealNode, requireTools } from "./required_tools.ts";
 import { ensureNodePeers, NODE_DIR, nodeVersion, peerVersion } from "./lib/node_peers.ts";
-import { onInterrupt, ProtocolChild, until } from "./lib/proc.ts";
+import { BenchCluster } from "./lib/cluster.ts";
+import { ProtocolChild, until } from "./lib/proc.ts";
 import { table, type Target, targetsTable } from "./lib/report.ts";
 import {
   compact,
@@ -230,33 +230,8 @@ async function runToEnd(
   return child.result!;
 }
 
-class Cluster {
-  admin!: postgres.Sql;
-  url!: string;
-  #seq = 0;
-
-  async createFrom(template: string, name = `bench_m${++this.#seq}`) {
-    await this.admin.unsafe(`create database ${name} template ${template}`);
-    return { name, url: withDatabase(this.url, name) };
-  }
-
-  async drop(name: string): Promise<void> {
-    await this.admin.unsafe(`drop database if exists ${name} with (force)`);
-  }
-
-  /** Runs `fn` on a one-connection client of database `name`. */
-  async on<T>(name: string, fn: (sql: postgres.Sql) => Promise<T>): Promise<T> {
-    const sql = postgres(withDatabase(this.url, name), { max: 1, onnotice: () => {} });
-    try {
-      return await fn(sql);
-    } finally {
-      await sql.end({ timeout: 1 });
-    }
-  }
-}
-
 /** Events in a store's database, and the average size of their data as JSON text. */
-async function contents(cluster: Cluster, peer: Peer, db: string) {
+async function contents(cluster: BenchCluster, peer: Peer, db: string) {
   const query = peer === "ours"
     ? "select count(*)::int as n, coalesce(avg(octet_length(data::text)), 0)::float8 as bytes from events.events"
     : "select count(*)::int as n, coalesce(avg(octet_length(message_data::text)), 0)::float8 as bytes from emt_messages";
@@ -274,7 +249,7 @@ interface Templates {
   fillMs: Partial<Record<Peer, number>>;
 }
 
-async function buildTemplates(cluster: Cluster, peers: Peer[]): Promise<Templates> {
+async function buildTemplates(cluster: BenchCluster, peers: Peer[]): Promise<Templates> {
   const t: Templates = {
     empty: { ours: "bench_tpl_ours", emmett: "bench_tpl_emmett" },
     filled: { ours: "bench_filled_ours", emmett: "bench_filled_emmett" },
@@ -314,7 +289,7 @@ async function buildTemplates(cluster: Cluster, peers: Peer[]): Promise<Template
   return t;
 }
 
-async function measure(cluster: Cluster, templates: Templates, m: Measurement) {
+async function measure(cluster: BenchCluster, templates: Templates, m: Measurement) {
   const reading = m.kind.startsWith("read");
   const db = await cluster.createFrom(reading ? templates.filled[m.peer] : templates.empty[m.peer]);
   try {
@@ -459,23 +434,9 @@ function printResults(ms: Measurement[], templates: Templates) {
 async function main() {
   const peers = (["ours", "emmett"] as const).filter(wantPeer);
   if (peers.includes("emmett")) await ensureNodePeers();
-  const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: "bench-events-pg-" });
-  await Deno.chmod(dir, 0o755);
-  const pg = await startPostgres({
-    dataDir: join(dir, "data"),
-    port: freePort(),
-    ephemeral: !DURABLE,
-  });
-  const cleanUp = async () => {
-    await pg.stop();
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
-  };
-  const disarm = onInterrupt(cleanUp);
-  const cluster = new Cluster();
-  cluster.url = pg.url;
-  cluster.admin = postgres(pg.url, { max: 1, onnotice: () => {} });
+  const cluster = await BenchCluster.start("events", DURABLE);
   try {
-    const [pgVersion] = await cluster.admin`select current_setting('server_version') as v`;
+    const pgVersion = await cluster.version();
     const emmettVersion = peers.includes("emmett")
       ? `, node ${await nodeVersion()}, @event-driven-io/emmett-postgresql ${await peerVersion(
         "@event-driven-io/emmett-postgresql",
@@ -483,7 +444,7 @@ async function main() {
       : "";
     console.log(
       `bench:events  N=${N} (single appends ${N_SINGLE}), ${ROUNDS} rounds, interleaved; ` +
-        `Postgres ${pgVersion!.v} (${
+        `Postgres ${pgVersion} (${
           DURABLE ? "fsync on" : "fsync off, synchronous_commit off"
         }); deno ${Deno.version.deno}${emmettVersion}; load ${await loadavg()}`,
     );
@@ -505,9 +466,7 @@ async function main() {
       `\nload at the end: ${await loadavg()} (2 cores; absolute numbers drift, ratios less)`,
     );
   } finally {
-    disarm();
-    await cluster.admin.end({ timeout: 1 });
-    await cleanUp();
+    await cluster.close();
   }
 }
 

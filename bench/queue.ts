@@ -26,12 +26,13 @@
  */
 import { join } from "node:path";
 import postgres from "npm:postgres@3";
-import { applyBootstrap, applyMigrations, startPostgres } from "../local/database/mod.ts";
-import { freePort, withDatabase } from "../tests/_harness/database.ts";
+import { applyBootstrap, applyMigrations } from "../local/database/mod.ts";
+import { withDatabase } from "../tests/_harness/database.ts";
 import { flag, num, nums, words } from "./lib/args.ts";
 import { NPM, requireRealNode, requireTools } from "./required_tools.ts";
 import { ensureNodePeers, NODE_DIR, nodeVersion, peerVersion } from "./lib/node_peers.ts";
-import { onInterrupt, ProtocolChild, until } from "./lib/proc.ts";
+import { BenchCluster } from "./lib/cluster.ts";
+import { ProtocolChild, until } from "./lib/proc.ts";
 import { table, type Target, targetsTable } from "./lib/report.ts";
 import {
   compact,
@@ -241,23 +242,7 @@ async function runToEnd(peer: Peer, name: string, config: Record<string, unknown
   return child.result ?? {};
 }
 
-class Cluster {
-  admin!: postgres.Sql;
-  url!: string;
-  #seq = 0;
-
-  async createFrom(template: string): Promise<{ name: string; url: string }> {
-    const name = `bench_m${++this.#seq}`;
-    await this.admin.unsafe(`create database ${name} template ${template}`);
-    return { name, url: withDatabase(this.url, name) };
-  }
-
-  async drop(name: string): Promise<void> {
-    await this.admin.unsafe(`drop database if exists ${name} with (force)`);
-  }
-}
-
-async function buildTemplates(cluster: Cluster): Promise<Record<Peer, string>> {
+async function buildTemplates(cluster: BenchCluster): Promise<Record<Peer, string>> {
   const names: Record<Peer, string> = {
     ours: "bench_tpl_ours",
     graphile: "bench_tpl_graphile",
@@ -287,7 +272,7 @@ async function buildTemplates(cluster: Cluster): Promise<Record<Peer, string>> {
 
 const deadlineMs = () => Math.max(120_000, N * 5);
 
-async function measure(cluster: Cluster, templates: Record<Peer, string>, m: Measurement) {
+async function measure(cluster: BenchCluster, templates: Record<Peer, string>, m: Measurement) {
   const db = await cluster.createFrom(templates[m.peer]);
   try {
     const base = { url: db.url, n: N, chunk: CHUNK };
@@ -327,7 +312,7 @@ async function measure(cluster: Cluster, templates: Record<Peer, string>, m: Mea
   }
 }
 
-async function latency(cluster: Cluster, templates: Record<Peer, string>): Promise<number[]> {
+async function latency(cluster: BenchCluster, templates: Record<Peer, string>): Promise<number[]> {
   const db = await cluster.createFrom(templates.ours);
   try {
     const r = await runToEnd("ours", "latency", {
@@ -475,25 +460,11 @@ function printResults(ms: Measurement[], lat: number[]) {
 
 async function main() {
   await ensureNodePeers();
-  const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: "bench-queue-pg-" });
-  await Deno.chmod(dir, 0o755);
-  const pg = await startPostgres({
-    dataDir: join(dir, "data"),
-    port: freePort(),
-    ephemeral: !DURABLE,
-  });
-  const cleanUp = async () => {
-    await pg.stop();
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
-  };
-  const disarm = onInterrupt(cleanUp);
-  const cluster = new Cluster();
-  cluster.url = pg.url;
-  cluster.admin = postgres(pg.url, { max: 1, onnotice: () => {} });
+  const cluster = await BenchCluster.start("queue", DURABLE);
   try {
-    const [pgVersion] = await cluster.admin`select current_setting('server_version') as v`;
+    const pgVersion = await cluster.version();
     console.log(
-      `bench:queue  N=${N}, ${ROUNDS} rounds, interleaved; Postgres ${pgVersion!.v} ` +
+      `bench:queue  N=${N}, ${ROUNDS} rounds, interleaved; Postgres ${pgVersion} ` +
         `(${DURABLE ? "fsync on" : "fsync off, synchronous_commit off"}); ` +
         `deno ${Deno.version.deno}, node ${await nodeVersion()}, graphile-worker ${await peerVersion(
           "graphile-worker",
@@ -516,9 +487,7 @@ async function main() {
       `\nload at the end: ${await loadavg()} (2 cores; absolute numbers drift, ratios less)`,
     );
   } finally {
-    disarm();
-    await cluster.admin.end({ timeout: 1 });
-    await cleanUp();
+    await cluster.close();
   }
 }
 

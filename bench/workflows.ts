@@ -37,12 +37,13 @@
  */
 import { join } from "node:path";
 import postgres from "npm:postgres@3";
-import { applyBootstrap, applyMigrations, startPostgres } from "../local/database/mod.ts";
-import { freePort, withDatabase } from "../tests/_harness/database.ts";
+import { applyBootstrap, applyMigrations } from "../local/database/mod.ts";
+import { withDatabase } from "../tests/_harness/database.ts";
 import { flag, num, words } from "./lib/args.ts";
 import { NODE } from "./required_tools.ts";
 import { ensureNodePeers, NODE_DIR, nodeVersion, peerVersion } from "./lib/node_peers.ts";
-import { onInterrupt, ProtocolChild, until } from "./lib/proc.ts";
+import { BenchCluster } from "./lib/cluster.ts";
+import { ProtocolChild, until } from "./lib/proc.ts";
 import { table, type Target, targetsTable } from "./lib/report.ts";
 import {
   compact,
@@ -192,21 +193,10 @@ const record = (id: string, x: number) => samples.set(id, [...(samples.get(id) ?
 const s = (id: string) => summarize(samples.get(id) ?? []);
 const has = (id: string) => (samples.get(id)?.length ?? 0) > 0;
 
-class Cluster {
-  admin!: postgres.Sql;
-  url!: string;
-  #seq = 0;
-  async createFrom(template: string): Promise<{ name: string; url: string }> {
-    const name = `bench_wf${++this.#seq}`;
-    await this.admin.unsafe(`create database ${name} template ${template}`);
-    return { name, url: withDatabase(this.url, name) };
-  }
-  async drop(name: string): Promise<void> {
-    await this.admin.unsafe(`drop database if exists ${name} with (force)`);
-  }
-}
-
-async function buildTemplates(cluster: Cluster, dbos: boolean): Promise<Record<string, string>> {
+async function buildTemplates(
+  cluster: BenchCluster,
+  dbos: boolean,
+): Promise<Record<string, string>> {
   await cluster.admin.unsafe("create database bench_tpl_ours");
   const sql = postgres(withDatabase(cluster.url, "bench_tpl_ours"), {
     max: 1,
@@ -228,7 +218,7 @@ async function buildTemplates(cluster: Cluster, dbos: boolean): Promise<Record<s
 }
 
 /** Steps/s of one measurement (first step to the last). */
-async function measure(cluster: Cluster, tpl: Record<string, string>, m: Measurement) {
+async function measure(cluster: BenchCluster, tpl: Record<string, string>, m: Measurement) {
   const db = await cluster.createFrom(tpl[m.engine]!);
   try {
     if (m.fill === "ours" || m.fill === "baseline") {
@@ -263,7 +253,7 @@ async function measure(cluster: Cluster, tpl: Record<string, string>, m: Measure
 }
 
 async function latency(
-  cluster: Cluster,
+  cluster: BenchCluster,
   tpl: Record<string, string>,
   engine: Engine,
   mode: string,
@@ -355,26 +345,12 @@ async function main() {
     console.log(`DBOS cannot run here: ${blocker}.`);
     console.log("Comparing with the hand-written baseline instead: one job per step on our queue.");
   }
-  const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: "bench-workflows-pg-" });
-  await Deno.chmod(dir, 0o755);
-  const pg = await startPostgres({
-    dataDir: join(dir, "data"),
-    port: freePort(),
-    ephemeral: !DURABLE,
-  });
-  const cleanUp = async () => {
-    await pg.stop();
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
-  };
-  const disarm = onInterrupt(cleanUp);
-  const cluster = new Cluster();
-  cluster.url = pg.url;
-  cluster.admin = postgres(pg.url, { max: 1, onnotice: () => {} });
+  const cluster = await BenchCluster.start("workflows", DURABLE);
   try {
-    const [v] = await cluster.admin`select current_setting('server_version') as v`;
+    const v = await cluster.version();
     console.log(
       `bench:workflows  N=${N} runs x ${STEPS} steps, ${ROUNDS} rounds, interleaved; ` +
-        `Postgres ${v!.v} (${DURABLE ? "fsync on" : "fsync off, synchronous_commit off"}); ` +
+        `Postgres ${v} (${DURABLE ? "fsync on" : "fsync off, synchronous_commit off"}); ` +
         `deno ${Deno.version.deno}` +
         (dbos
           ? `, node ${await nodeVersion()}, @dbos-inc/dbos-sdk ${await peerVersion(
@@ -419,9 +395,7 @@ async function main() {
     report(ms, lat, dbos);
     console.log(`\nload at the end: ${await loadavg()} (2 cores; absolute numbers drift)`);
   } finally {
-    disarm();
-    await cluster.admin.end({ timeout: 1 });
-    await cleanUp();
+    await cluster.close();
   }
 }
 
