@@ -4,16 +4,27 @@
  */
 import type { HealthBody } from "../core/readiness.ts";
 
-/** A health+json response: 200 for pass/warn, 503 (with Retry-After) for fail. */
-export function healthResponse(body: HealthBody): Response {
-  const headers = new Headers({
-    "content-type": "application/health+json",
-    "cache-control": "no-store",
-  });
-  if (body.status === "fail") headers.set("retry-after", "5");
+const HEALTH_HEADERS: Readonly<Record<string, string>> = Object.freeze({
+  "content-type": "application/health+json",
+  "cache-control": "no-store",
+});
+const FAIL_HEADERS: Readonly<Record<string, string>> = Object.freeze({
+  ...HEALTH_HEADERS,
+  "retry-after": "5",
+});
+
+/**
+ * A health+json response: 200 for pass/warn, 503 (with Retry-After) for fail.
+ * `extra` headers (the request's CORS headers and id) go into the same init: a
+ * plain record, with no `Headers` object built and no `set` afterwards (what the
+ * first answer of a cold isolate, usually a health check, would pay for them).
+ */
+export function healthResponse(body: HealthBody, extra?: Record<string, string>): Response {
+  const fail = body.status === "fail";
+  const base = fail ? FAIL_HEADERS : HEALTH_HEADERS;
   return new Response(JSON.stringify(body), {
-    status: body.status === "fail" ? 503 : 200,
-    headers,
+    status: fail ? 503 : 200,
+    headers: extra ? { ...base, ...extra } : base,
   });
 }
 

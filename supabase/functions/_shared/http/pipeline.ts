@@ -117,13 +117,17 @@ export async function handle(p: Pipeline, req: Request, info?: ServeInfo): Promi
   return res;
 }
 
+const healthAnswer = (state: RequestState, body: HealthBody) =>
+  healthResponse(body, { ...state.cors, "x-request-id": state.requestId });
+
 /** Health, readiness, a route, or the action named in the body. */
 async function dispatch(p: Pipeline, state: RequestState): Promise<Response> {
   if (p.envError) throw p.envError;
   const { req, path } = state;
   if (req.method === "GET" || req.method === "HEAD") {
-    if (path === "/health") return healthResponse(LIVE);
-    if (path === "/ready") return healthResponse(await p.ready());
+    // Built with the CORS headers and the request id already (see handle).
+    if (path === "/health") return state.answered = healthAnswer(state, LIVE);
+    if (path === "/ready") return state.answered = healthAnswer(state, await p.ready());
   }
   const matched = p.routes.match(req.method, path);
   if (matched && "route" in matched) {
