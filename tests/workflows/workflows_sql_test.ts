@@ -155,8 +155,8 @@ Deno.test("workflows: a waiting run wakes on its signal; a wait times out; a lat
   const timesOut = await startWorkflow(db.sql, wf, { timeoutMs: 1 });
   await driveUntil(db.sql, [wf], [waiting], ["waiting"]);
   assert.equal((await workflowStatus(db.sql, waiting))!.steps[0]!.status, "waiting");
-  // An event the run does not wait for is kept, but does not feed the wait: the run
-  // (woken to look) goes back to waiting.
+  // An event the run does not wait for is kept, but does not feed the wait, nor wake
+  // the run (workflows_signal_test.ts checks that no replay happens).
   assert.equal(await signalWorkflow(db.sql, waiting, "not.awaited", { wrong: true }), true);
   await drainOnce(db.sql, [wf]);
   assert.equal((await workflowStatus(db.sql, waiting))!.status, "waiting");

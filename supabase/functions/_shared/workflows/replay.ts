@@ -205,6 +205,11 @@ export class Replay implements WorkflowContext {
     options: { timeoutMs?: number; event?: string } = {},
   ): Promise<T> {
     const event = options.event ?? name;
+    if (typeof event !== "string" || event.length < 1 || event.length > 200) {
+      throw this.#misuse(
+        new TypeError(`wait "${name}": event must be a string of 1..200 characters`),
+      );
+    }
     const t = options.timeoutMs;
     if (t !== undefined && !(typeof t === "number" && t >= 0 && Number.isFinite(t))) {
       throw this.#misuse(new TypeError(`wait "${name}": timeoutMs must be a finite number >= 0`));
@@ -213,8 +218,16 @@ export class Replay implements WorkflowContext {
     if (row?.status === "completed") return row.result as T;
     if (row?.status === "timed_out") throw new WaitTimeoutError(name, event);
     if (this.#deps.mode === "compensate") throw new RunEndingError();
-    if (this.#halted || this.#closed) return never();
-    const base = { name, seq, kind: "wait" as const, attempts: 1 };
+    if (this.halt !== null || this.fatal !== null || this.#deps.stop.aborted || this.#closed) {
+      return never();
+    }
+    // A wait called after another call suspended this invocation (parallel waits, a
+    // wait beside a sleep or a backoff) still takes a signal that is there, and still
+    // records that it waits (so its event wakes the run), but returns nothing now:
+    // the replay that resumes the run reads what was recorded. Its time-out is left
+    // to the replay in which it is the first to suspend.
+    const behind = this.suspension;
+    const base = { name, seq, kind: "wait" as const, attempts: 1, event };
     const signal = this.#deps.state.signals.find((s) =>
       s.event === event && !this.#taken.has(s.id)
     );
@@ -222,20 +235,23 @@ export class Replay implements WorkflowContext {
       this.#taken.add(signal.id);
       const write = { ...base, status: "completed" as const, result: signal.payload };
       const out = await this.#track(() => this.#write({ ...write, signalId: signal.id }));
-      if (out === "hang") return never();
+      if (out === "hang" || behind) return never();
       return signal.payload as T;
     }
+    // Before any write: the invocation may end while it is in flight.
+    behind?.events.push(event);
     const wakeAtMs = row ? row.wakeAtMs : t === undefined ? null : this.now() + t;
     if (wakeAtMs !== null && wakeAtMs <= this.now()) {
+      if (behind) return never();
       const out = await this.#track(() => this.#write({ ...base, status: "timed_out", wakeAtMs }));
       if (out === "hang") return never();
       throw new WaitTimeoutError(name, event);
     }
     if (!row) {
       const out = await this.#track(() => this.#write({ ...base, status: "waiting", wakeAtMs }));
-      if (out === "hang") return never();
+      if (out === "hang" || behind) return never();
     }
-    this.#suspend("waiting", wakeAtMs, event);
+    if (!behind) this.#suspend("waiting", wakeAtMs, event);
     return never();
   }
 

@@ -76,6 +76,8 @@ export interface StepWrite {
   wakeAtMs?: number | null;
   hasCompensation?: boolean;
   signalId?: number | null;
+  /** kind "wait": the event it waits for (what lets `workflows.signal` wake the run). */
+  event?: string | null;
 }
 
 /** Records a step's state; "cancelled": recorded, but the run was cancelled meanwhile. */
@@ -88,9 +90,8 @@ export async function recordStep(
   const [row] = await sql<{ r: "ok" | "lease_lost" | "cancelled" }[]>`
     select workflows.record_step(${f.runId}, ${f.jobId}, ${f.token}::uuid, ${w.name}, ${w.seq},
       ${w.kind}, ${w.status}, ${w.attempts}, ${result}::jsonb, ${w.error ?? null},
-      ${w.wakeAtMs ?? null}::float8, ${w.hasCompensation ?? false}, ${
-    w.signalId ?? null
-  }::bigint) as r`;
+      ${w.wakeAtMs ?? null}::float8, ${w.hasCompensation ?? false}, ${w.signalId ?? null}::bigint,
+      ${w.event ?? null}::text) as r`;
   return row!.r;
 }
 
